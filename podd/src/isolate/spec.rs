@@ -1,0 +1,130 @@
+//! The contract between the daemon and `podd-shim`, the single-threaded helper binary that does
+//! every namespace, mount and process-creation step. podd writes one of these as JSON (argv[2]
+//! or a file) and reads a [`Launched`] line back on the shim's stdout. Keeping it plain data
+//! means the shim links none of tokio/tonic and stays small in memory (its PSS is per pod).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Kind of namespace a member container joins from the pod's pinned files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NsKind {
+    Net,
+    Ipc,
+    Uts,
+    Pid,
+}
+
+impl NsKind {
+    /// Name of the file under `/proc/PID/ns/` and under a pod's pin directory.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            NsKind::Net => "net",
+            NsKind::Ipc => "ipc",
+            NsKind::Uts => "uts",
+            NsKind::Pid => "pid",
+        }
+    }
+}
+
+/// `podd-shim infra SPEC`: start the pod's pause-like infra process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InfraSpec {
+    pub pod_id: String,
+    /// Namespaces the infra creates (the others are the host's). Each created one is pinned by a
+    /// bind mount of `/proc/INFRA/ns/<kind>` onto `pin_dir/<kind>`.
+    pub new_namespaces: Vec<NsKind>,
+    pub pin_dir: PathBuf,
+    /// Set only when UTS is a new namespace.
+    pub hostname: Option<String>,
+    /// tmpfs mounted here (host mount namespace) and bind-mounted as every member's `/dev/shm`.
+    pub shm_dir: PathBuf,
+    pub shm_size_bytes: u64,
+}
+
+/// One bind mount into a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BindMount {
+    pub source: PathBuf,
+    /// Absolute path inside the container; resolved inside the rootfs, never following a
+    /// symlink out of it.
+    pub destination: PathBuf,
+    pub readonly: bool,
+}
+
+/// The overlay that becomes the container's `/`. It is mounted inside the container's own mount
+/// namespace, so it disappears with the container and never shows on the host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootfsSpec {
+    /// Image layer directories, topmost first (overlayfs `lowerdir` order).
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Empty directory used as the mount point.
+    pub merged: PathBuf,
+    pub readonly: bool,
+}
+
+/// `podd-shim monitor SPEC`: start a member container and monitor it until it exits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub container_id: String,
+    pub rootfs: RootfsSpec,
+    /// Pinned pod namespaces to `setns` into. `Pid` here means the pod shares one PID namespace
+    /// (POD mode); without it the container gets a new PID namespace with its workload as PID 1.
+    pub join: Vec<(NsKind, PathBuf)>,
+    /// Full argv; argv[0] is resolved through `PATH` in `env` when it has no `/`.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries, exactly the container's environment.
+    pub env: Vec<String>,
+    /// Absolute working directory inside the container (created if missing).
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    /// The pod's shm directory, bind-mounted at `/dev/shm`.
+    pub shm_dir: Option<PathBuf>,
+    pub mounts: Vec<BindMount>,
+    /// CRI log file (created/appended); the monitor writes the CRI log format into it.
+    pub log_path: PathBuf,
+    /// Written atomically by the monitor when the container has exited: an [`ExitRecord`].
+    pub exit_file: PathBuf,
+}
+
+/// `podd-shim exec SPEC`: run a command inside a running container and pass its stdio and exit
+/// code through (ExecSync).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// Host PID of the container's workload; its `/proc/PID/ns/*` are joined.
+    pub pid: i32,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What `infra` and `monitor` print on stdout, one JSON line, once the process is running.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Launched {
+    /// The infra process, or the container's workload.
+    pub pid: i32,
+    /// `/proc/PID/stat` start time (clock ticks since boot), guards against PID reuse.
+    pub start_time: u64,
+    /// The monitor process (for `monitor`), which outlives podd and writes the exit file.
+    pub monitor_pid: Option<i32>,
+}
+
+/// Written by the monitor to `exit_file` after the workload exited and its output was drained.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub exit_code: i32,
+    /// Set when the workload was killed by a signal (exit_code is then 128 + signal).
+    pub signal: Option<i32>,
+    /// Nanoseconds since the Unix epoch.
+    pub finished_at: i64,
+    /// CRI reason: "Completed" (code 0), "Error", or "OOMKilled".
+    pub reason: String,
+}

@@ -1,0 +1,2 @@
+//! podd: a Kubernetes CRI pod runtime.
+pub mod isolate;

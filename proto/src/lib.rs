@@ -1,0 +1,1 @@
+//! Generated CRI types; filled in by build.rs.
