@@ -1,1 +1,53 @@
-fn main() {}
+//! podd: serves the Kubernetes CRI on a unix socket.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "podd: a Kubernetes CRI pod runtime")]
+struct Args {
+    /// Unix socket to serve the CRI on (created with mode 0600).
+    #[arg(long, default_value = "/run/podd/podd.sock")]
+    socket: PathBuf,
+    /// Persistent state: records, images, container layers.
+    #[arg(long, default_value = "/var/lib/podd")]
+    root: PathBuf,
+    /// Runtime state: namespace pins and pod shm mounts.
+    #[arg(long = "run-dir", default_value = "/run/podd")]
+    run_dir: PathBuf,
+    /// The podd-shim binary (default: next to podd, then $PATH).
+    #[arg(long)]
+    shim: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `podd=debug` (RUST_LOG wins when set).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&args.log_level))
+        .context("--log-level is not a valid filter")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("podd must run as root: it creates namespaces and mounts");
+    }
+    podd::isolate::become_subreaper().context("becoming the child subreaper")?;
+    let shim = match args.shim {
+        Some(p) => podd::isolate::Shim::new(p),
+        None => podd::isolate::Shim::locate().context("finding podd-shim")?,
+    };
+    let dirs = podd::runtime::Dirs {
+        root: args.root,
+        run: args.run_dir,
+    };
+    let runtime = podd::runtime::Runtime::open(dirs, shim).context("opening podd state")?;
+    podd::server::serve(&args.socket, runtime).await
+}

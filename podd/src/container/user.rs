@@ -1,0 +1,166 @@
+//! Resolves the user a container runs as: CRI `run_as_user`/`run_as_group`/`run_as_username`,
+//! else the image's `User` (`name`, `uid`, `name:group`, `uid:gid`), looking names up in the
+//! image's own /etc/passwd and /etc/group (never the host's).
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The topmost copy of `rel` (e.g. "etc/passwd") among image layers given topmost first.
+fn image_file(layers: &[PathBuf], rel: &str) -> Option<String> {
+    layers.iter().find_map(|l| {
+        let p = l.join(rel);
+        // Only regular files count: a whiteout (char device) means deleted in that layer.
+        let meta = fs::symlink_metadata(&p).ok()?;
+        if meta.file_type().is_file() {
+            fs::read_to_string(&p).ok()
+        } else if meta.file_type().is_symlink() {
+            None
+        } else {
+            Some(String::new())
+        }
+    })
+}
+
+/// (name, id, primary gid) entries of a passwd- or group-format file.
+fn entries(text: &str) -> impl Iterator<Item = (&str, u32, Option<u32>)> {
+    text.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        let id = f.get(2)?.parse().ok()?;
+        Some((f[0], id, f.get(3).and_then(|g| g.parse().ok())))
+    })
+}
+
+fn lookup_user(layers: &[PathBuf], spec: &str) -> Option<(u32, Option<u32>)> {
+    let passwd = image_file(layers, "etc/passwd").unwrap_or_default();
+    match spec.parse::<u32>() {
+        Ok(uid) => Some((uid, entries(&passwd).find(|e| e.1 == uid).and_then(|e| e.2))),
+        Err(_) => entries(&passwd).find(|e| e.0 == spec).map(|e| (e.1, e.2)),
+    }
+}
+
+fn lookup_group(layers: &[PathBuf], spec: &str) -> Option<u32> {
+    spec.parse().ok().or_else(|| {
+        let group = image_file(layers, "etc/group").unwrap_or_default();
+        let gid = entries(&group).find(|e| e.0 == spec).map(|e| e.1);
+        gid
+    })
+}
+
+pub struct UserRequest<'a> {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub run_as_username: &'a str,
+    pub image_user: &'a str,
+}
+
+pub fn resolve(req: &UserRequest, layers: &[PathBuf]) -> Result<Ids> {
+    let id = |v: i64, field: &str| {
+        u32::try_from(v).map_err(|_| Error::invalid(field, format!("{v} is not a valid id")))
+    };
+    let (user, group): (String, Option<String>) = if let Some(uid) = req.run_as_user {
+        (
+            id(uid, "linux.security_context.run_as_user")?.to_string(),
+            None,
+        )
+    } else if !req.run_as_username.is_empty() {
+        (req.run_as_username.to_string(), None)
+    } else if let Some((u, g)) = req.image_user.split_once(':') {
+        (u.to_string(), Some(g.to_string()))
+    } else {
+        (req.image_user.to_string(), None)
+    };
+    if user.is_empty() {
+        return Ok(Ids { uid: 0, gid: 0 });
+    }
+    let (uid, primary) = lookup_user(layers, &user).ok_or_else(|| {
+        Error::invalid(
+            "user",
+            format!("user {user:?} is not in the image's /etc/passwd; use a numeric uid"),
+        )
+    })?;
+    let gid = if let Some(g) = req.run_as_group {
+        id(g, "linux.security_context.run_as_group")?
+    } else if let Some(g) = group {
+        lookup_group(layers, &g).ok_or_else(|| {
+            Error::invalid(
+                "user",
+                format!("group {g:?} is not in the image's /etc/group; use a numeric gid"),
+            )
+        })?
+    } else {
+        primary.unwrap_or(0)
+    };
+    Ok(Ids { uid, gid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("etc")).unwrap();
+        fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )
+        .unwrap();
+        fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        d
+    }
+
+    fn req<'a>(image_user: &'a str, username: &'a str) -> UserRequest<'a> {
+        UserRequest {
+            run_as_user: None,
+            run_as_group: None,
+            run_as_username: username,
+            image_user,
+        }
+    }
+
+    #[test]
+    fn resolves_names_and_numbers_from_the_image() {
+        let l = layer();
+        let layers = vec![l.path().to_path_buf()];
+        let r = |u, n| resolve(&req(u, n), &layers).map_err(|e| e.to_string());
+        assert_eq!(r("", ""), Ok(Ids { uid: 0, gid: 0 }));
+        assert_eq!(
+            r("nobody", ""),
+            Ok(Ids {
+                uid: 65534,
+                gid: 65534
+            })
+        );
+        assert_eq!(r("1000", ""), Ok(Ids { uid: 1000, gid: 0 }));
+        assert_eq!(
+            r("nobody:staff", ""),
+            Ok(Ids {
+                uid: 65534,
+                gid: 50
+            })
+        );
+        assert_eq!(r("1:2", ""), Ok(Ids { uid: 1, gid: 2 }));
+        assert_eq!(
+            r("", "nobody"),
+            Ok(Ids {
+                uid: 65534,
+                gid: 65534
+            })
+        );
+        assert!(r("ghost", "").unwrap_err().contains("ghost"));
+        let explicit = UserRequest {
+            run_as_user: Some(7),
+            run_as_group: Some(8),
+            ..req("nobody", "")
+        };
+        assert_eq!(resolve(&explicit, &layers).unwrap(), Ids { uid: 7, gid: 8 });
+    }
+}

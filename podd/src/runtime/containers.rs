@@ -1,0 +1,560 @@
+//! CreateContainer, StartContainer, StopContainer, RemoveContainer, status, listing, ExecSync.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tracing::{info, warn};
+
+use super::{new_id, now_ns, resolve_id, Runtime};
+use crate::container::user::{self, UserRequest};
+use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
+use crate::error::{Error, Result};
+use crate::image::Image;
+use crate::isolate::spec::{BindMount, ContainerSpec, ExecSpec, ExitRecord, NsKind, RootfsSpec};
+use crate::pod::{NsMode, PodRecord, PodState};
+use crate::process::ProcRef;
+
+/// How long a monitor may take to record the exit after its workload died.
+const MONITOR_WAIT: Duration = Duration::from_secs(10);
+const EXIT_CODE_UNKNOWN: i32 = 255;
+
+#[derive(Debug, Default, Clone)]
+pub struct ContainerFilter {
+    pub id: Option<String>,
+    pub pod_id: Option<String>,
+    pub state: Option<ContainerState>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct ExecResult {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+/// `KEY=VALUE` list with later keys replacing earlier ones in place.
+fn merge_env(image: &[String], overrides: &[(String, String)]) -> Vec<String> {
+    let mut env: Vec<(String, String)> = image
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect();
+    for (k, v) in overrides {
+        match env.iter_mut().find(|(ek, _)| ek == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => env.push((k.clone(), v.clone())),
+        }
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// CRI semantics (as containerd): `command` replaces the image Entrypoint and then the image
+/// Cmd is dropped; `args` replaces Cmd.
+fn process_args(config: &ContainerConfig, image: &Image) -> Vec<String> {
+    let mut argv = Vec::new();
+    if config.command.is_empty() {
+        argv.extend(image.config.entrypoint.iter().cloned());
+        if config.args.is_empty() {
+            argv.extend(image.config.cmd.iter().cloned());
+        }
+    } else {
+        argv.extend(config.command.iter().cloned());
+    }
+    argv.extend(config.args.iter().cloned());
+    argv
+}
+
+/// A CRI log path must stay inside the pod's log directory.
+fn relative_inside(p: &str) -> bool {
+    let path = Path::new(p);
+    !p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+impl Runtime {
+    pub async fn create_container(
+        self: &Arc<Self>,
+        pod_id: &str,
+        config: ContainerConfig,
+    ) -> Result<String> {
+        let pod = self.pod(pod_id)?;
+        if pod.state != PodState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready; create containers in a running pod",
+                pod.id
+            )));
+        }
+        let image = {
+            let images = Arc::clone(&self.images);
+            let name = config.image.clone();
+            tokio::task::spawn_blocking(move || images.resolve(&name))
+                .await
+                .expect("image lookup does not panic")
+        }
+        .ok_or_else(|| Error::NotFound {
+            kind: "image",
+            id: format!(
+                "{} (import it with `podctl image import` or pull it first)",
+                config.image
+            ),
+        })?;
+
+        let id = new_id();
+        let name = ContainerRecord::reserved_name(&pod.id, &config);
+        self.reserve_name("container", &name, &id)?;
+        match self.create_reserved(&id, &pod, config, &image) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(self.dirs.container_dir(&id));
+                self.release_name(&name);
+                Err(e)
+            }
+        }
+    }
+
+    fn create_reserved(
+        &self,
+        id: &str,
+        pod: &PodRecord,
+        config: ContainerConfig,
+        image: &Image,
+    ) -> Result<()> {
+        let dir = self.dirs.container_dir(id);
+        let layers = self.images.layer_dirs(image);
+        let ids = user::resolve(
+            &UserRequest {
+                run_as_user: config.run_as_user,
+                run_as_group: config.run_as_group,
+                run_as_username: &config.run_as_username,
+                image_user: &image.config.user,
+            },
+            &layers,
+        )?;
+        let args = process_args(&config, image);
+        if args.is_empty() {
+            return Err(Error::invalid(
+                "config.command",
+                format!(
+                    "no command given and image {} has no Entrypoint or Cmd",
+                    config.image
+                ),
+            ));
+        }
+        let log_path = if pod.config.log_directory.is_empty() {
+            pod.default_log_dir
+                .join(format!("{}_{}.log", config.name, config.attempt))
+        } else {
+            let rel = if config.log_path.is_empty() {
+                format!("{}_{}.log", config.name, config.attempt)
+            } else {
+                config.log_path.clone()
+            };
+            if !relative_inside(&rel) {
+                return Err(Error::invalid(
+                    "config.log_path",
+                    format!("{rel:?} must be a relative path without '..'"),
+                ));
+            }
+            Path::new(&pod.config.log_directory).join(rel)
+        };
+        let mut join = Vec::new();
+        for kind in [NsKind::Net, NsKind::Ipc, NsKind::Uts] {
+            if let Some(pin) = pod.pin(kind) {
+                join.push((kind, pin));
+            }
+        }
+        match config.pid.unwrap_or(pod.config.pid) {
+            NsMode::Pod => {
+                match pod.pin(NsKind::Pid) {
+                    Some(pin) => join.push((NsKind::Pid, pin)),
+                    None => return Err(Error::invalid(
+                        "config.linux.security_context.namespace_options.pid",
+                        "POD pid mode needs a pod created with a shared PID namespace (pid: POD)",
+                    )),
+                }
+            }
+            NsMode::Node => join.push((NsKind::Pid, PathBuf::from("/proc/1/ns/pid"))),
+            NsMode::Container => {}
+        }
+        let mut mounts = Vec::new();
+        for (i, m) in config.mounts.iter().enumerate() {
+            let field = || format!("config.mounts[{i}]");
+            if !Path::new(&m.container_path).is_absolute() {
+                return Err(Error::invalid(
+                    format!("{}.container_path", field()),
+                    format!("{:?} must be absolute", m.container_path),
+                ));
+            }
+            if !Path::new(&m.host_path).is_absolute() {
+                return Err(Error::invalid(
+                    format!("{}.host_path", field()),
+                    format!("{:?} must be absolute", m.host_path),
+                ));
+            }
+            if !Path::new(&m.host_path).exists() {
+                // As containerd does: a missing host path becomes a directory.
+                std::fs::create_dir_all(&m.host_path)
+                    .map_err(Error::io(format!("create host path {}", m.host_path)))?;
+            }
+            mounts.push(BindMount {
+                source: PathBuf::from(&m.host_path),
+                destination: PathBuf::from(&m.container_path),
+                readonly: m.readonly,
+            });
+        }
+        let cwd = [
+            config.working_dir.as_str(),
+            image.config.working_dir.as_str(),
+        ]
+        .into_iter()
+        .find(|d| !d.is_empty())
+        .unwrap_or("/")
+        .to_string();
+        if !cwd.starts_with('/') {
+            return Err(Error::invalid(
+                "config.working_dir",
+                format!("{cwd:?} must be absolute"),
+            ));
+        }
+        let spec = ContainerSpec {
+            container_id: id.to_string(),
+            rootfs: RootfsSpec {
+                lower: layers,
+                upper: dir.join("upper"),
+                work: dir.join("work"),
+                merged: dir.join("rootfs"),
+                readonly: config.readonly_rootfs,
+            },
+            join,
+            args,
+            env: merge_env(&image.config.env, &config.envs),
+            cwd,
+            uid: ids.uid,
+            gid: ids.gid,
+            additional_gids: Vec::new(),
+            shm_dir: Some(pod.shm_dir.clone()),
+            mounts,
+            log_path: log_path.clone(),
+            exit_file: dir.join("exit.json"),
+        };
+        for d in [&spec.rootfs.upper, &spec.rootfs.work, &spec.rootfs.merged] {
+            std::fs::create_dir_all(d).map_err(Error::io(format!(
+                "create container directory {}",
+                d.display()
+            )))?;
+        }
+        let record = ContainerRecord {
+            id: id.to_string(),
+            pod_id: pod.id.clone(),
+            image_ref: config.image.clone(),
+            image_id: image.id.clone(),
+            state: ContainerState::Created,
+            created_at: now_ns(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            log_path,
+            dir,
+            process: None,
+            monitor: None,
+            spec,
+            config,
+        };
+        self.container_store.save(id, &record)?;
+        self.state
+            .lock()
+            .unwrap()
+            .containers
+            .insert(id.to_string(), record);
+        Ok(())
+    }
+
+    pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
+        let c = self.container(id)?;
+        let lock = self.op_lock(&c.id);
+        let _guard = lock.lock().await;
+        let c = self.container(&c.id)?;
+        if c.state != ContainerState::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}, only a created container can be started",
+                c.id, c.state
+            )));
+        }
+        let pod = self.pod(&c.pod_id)?;
+        if pod.state != PodState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready; its containers cannot start",
+                pod.id
+            )));
+        }
+        if let Some(parent) = c.log_path.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::io(format!(
+                "create log directory {}",
+                parent.display()
+            )))?;
+        }
+        match self.shim.start_container(&c.spec).await {
+            Ok(launched) => {
+                let process = ProcRef {
+                    pid: launched.pid,
+                    start_time: launched.start_time,
+                };
+                let monitor = launched.monitor_pid.and_then(|pid| {
+                    crate::isolate::process_start_time(pid)
+                        .map(|start_time| ProcRef { pid, start_time })
+                });
+                self.update_container(&c.id, |r| {
+                    r.state = ContainerState::Running;
+                    r.started_at = now_ns();
+                    r.process = Some(process);
+                    r.monitor = monitor;
+                })?;
+                self.watch_container(c.id.clone(), monitor);
+                info!(container = %c.id, pid = process.pid, "container started");
+                Ok(())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.update_container(&c.id, |r| {
+                    r.state = ContainerState::Exited;
+                    r.finished_at = now_ns();
+                    r.exit_code = 128;
+                    r.reason = "StartError".into();
+                    r.message = message;
+                })?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Waits for the monitor to finish, then records the exit it wrote.
+    pub(super) fn watch_container(self: &Arc<Self>, id: String, monitor: Option<ProcRef>) {
+        let rt = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Some(handle) = monitor.and_then(|m| m.handle()) {
+                handle.exited().await;
+            }
+            rt.settle_exit(&id);
+        });
+    }
+
+    /// Moves a Running container whose monitor is gone to Exited, with the recorded exit when
+    /// there is one. Returns the record as it now is.
+    pub(super) fn settle_exit(&self, id: &str) -> Option<ContainerRecord> {
+        let c = self.container(id).ok()?;
+        if c.state != ContainerState::Running {
+            return Some(c);
+        }
+        let exit = read_exit(&c.exit_file());
+        let monitor_alive = c.monitor.and_then(|m| m.handle()).is_some();
+        if exit.is_none() && monitor_alive {
+            return Some(c);
+        }
+        self.update_container(id, |r| match exit {
+            Some(e) => {
+                r.exit_code = e.exit_code;
+                r.finished_at = e.finished_at;
+                r.reason = e.reason;
+                r.message.clear();
+                r.state = ContainerState::Exited;
+            }
+            None => {
+                warn!(container = %id, "monitor is gone without recording an exit");
+                r.exit_code = EXIT_CODE_UNKNOWN;
+                r.finished_at = now_ns();
+                r.reason = "Unknown".into();
+                r.message =
+                    "the container's monitor exited without recording the exit status".into();
+                r.state = ContainerState::Exited;
+            }
+        })
+        .ok()
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout` seconds; returns once the exit is recorded.
+    pub async fn stop_container(self: &Arc<Self>, id: &str, timeout: i64) -> Result<()> {
+        let c = match self.container(id) {
+            Ok(c) => c,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let lock = self.op_lock(&c.id);
+        let _guard = lock.lock().await;
+        let Some(c) = self.settle_exit(&c.id) else {
+            return Ok(());
+        };
+        if c.state != ContainerState::Running {
+            return Ok(());
+        }
+        if let Some(handle) = c.process.and_then(|p| p.handle()) {
+            let grace = Duration::from_secs(timeout.max(0) as u64);
+            if timeout > 0 {
+                handle.signal(Signal::SIGTERM)?;
+            }
+            if timeout <= 0 || tokio::time::timeout(grace, handle.exited()).await.is_err() {
+                info!(container = %c.id, "sending SIGKILL");
+                handle.signal(Signal::SIGKILL)?;
+                handle.exited().await;
+            }
+        }
+        if let Some(monitor) = c.monitor.and_then(|m| m.handle()) {
+            if tokio::time::timeout(MONITOR_WAIT, monitor.exited())
+                .await
+                .is_err()
+            {
+                warn!(container = %c.id, "monitor did not finish after the workload exited");
+            }
+        }
+        self.settle_exit(&c.id);
+        info!(container = %c.id, "container stopped");
+        Ok(())
+    }
+
+    pub async fn remove_container(self: &Arc<Self>, id: &str) -> Result<()> {
+        let c = match self.container(id) {
+            Ok(c) => c,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        // CRI: a running container is removed by force.
+        self.stop_container(&c.id, 0).await?;
+        let lock = self.op_lock(&c.id);
+        let _guard = lock.lock().await;
+        match std::fs::remove_dir_all(&c.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("remove {}", c.dir.display()))(e))
+            }
+            _ => {}
+        }
+        self.container_store.remove(&c.id)?;
+        {
+            let mut st = self.state.lock().unwrap();
+            st.containers.remove(&c.id);
+            st.names
+                .remove(&ContainerRecord::reserved_name(&c.pod_id, &c.config));
+        }
+        self.drop_op_lock(&c.id);
+        info!(container = %c.id, "container removed");
+        Ok(())
+    }
+
+    pub fn container_status(&self, id: &str) -> Result<ContainerRecord> {
+        let c = self.container(id)?;
+        Ok(self.settle_exit(&c.id).unwrap_or(c))
+    }
+
+    pub fn list_containers(&self, filter: &ContainerFilter) -> Vec<ContainerRecord> {
+        let ids: Vec<String> = {
+            let st = self.state.lock().unwrap();
+            let id = filter
+                .id
+                .as_deref()
+                .map(|id| resolve_id(&st.containers, id, "container").ok().cloned());
+            let pod = filter
+                .pod_id
+                .as_deref()
+                .map(|id| resolve_id(&st.pods, id, "pod sandbox").ok().cloned());
+            st.containers
+                .values()
+                .filter(|c| match &id {
+                    Some(want) => want.as_ref() == Some(&c.id),
+                    None => true,
+                })
+                .filter(|c| match &pod {
+                    // A pod that is already gone may still have containers on record.
+                    Some(Some(want)) => &c.pod_id == want,
+                    Some(None) => filter.pod_id.as_deref() == Some(c.pod_id.as_str()),
+                    None => true,
+                })
+                .filter(|c| {
+                    filter
+                        .labels
+                        .iter()
+                        .all(|(k, v)| c.config.labels.get(k) == Some(v))
+                })
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        let mut out: Vec<ContainerRecord> = ids
+            .iter()
+            .filter_map(|id| self.settle_exit(id))
+            .filter(|c| filter.state.is_none_or(|s| s == c.state))
+            .collect();
+        out.sort_by_key(|c| c.created_at);
+        out
+    }
+
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Option<Duration>,
+    ) -> Result<ExecResult> {
+        let c = self.container(id)?;
+        let c = self.settle_exit(&c.id).unwrap_or(c);
+        let process = match (c.state, c.process) {
+            (ContainerState::Running, Some(p)) => p,
+            _ => {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {} is not running; exec needs a running container",
+                    c.id
+                )))
+            }
+        };
+        let spec = ExecSpec {
+            pid: process.pid,
+            args: cmd,
+            env: c.spec.env.clone(),
+            cwd: c.spec.cwd.clone(),
+            uid: c.spec.uid,
+            gid: c.spec.gid,
+        };
+        let out = self.shim.exec_sync(&spec, timeout).await?;
+        if out.timed_out {
+            return Err(Error::DeadlineExceeded(format!(
+                "command {:?} in container {} timed out after {}s",
+                spec.args,
+                c.id,
+                timeout.map(|t| t.as_secs()).unwrap_or(0)
+            )));
+        }
+        Ok(ExecResult {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+        })
+    }
+}
+
+fn read_exit(path: &Path) -> Option<ExitRecord> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_keep_image_order() {
+        let env = merge_env(
+            &["PATH=/bin".into(), "A=1".into()],
+            &[("A".into(), "2".into()), ("B".into(), "3".into())],
+        );
+        assert_eq!(env, vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn log_paths_stay_inside() {
+        assert!(relative_inside("c/0.log"));
+        assert!(!relative_inside("../x.log"));
+        assert!(!relative_inside("/x.log"));
+        assert!(!relative_inside(""));
+    }
+}

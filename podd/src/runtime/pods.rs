@@ -1,0 +1,231 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, status and listing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tracing::{info, warn};
+
+use super::{new_id, now_ns, resolve_id, Runtime};
+use crate::container::ContainerState;
+use crate::error::{Error, Result};
+use crate::isolate::spec::InfraSpec;
+use crate::isolate::{self};
+use crate::pod::{PodConfig, PodRecord, PodState};
+use crate::process::ProcRef;
+
+/// Default size of a pod's /dev/shm, as docker and containerd use.
+const SHM_SIZE: u64 = 64 << 20;
+/// How long to wait for a killed infra to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default, Clone)]
+pub struct PodFilter {
+    pub id: Option<String>,
+    pub state: Option<PodState>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Runtime {
+    pub async fn run_pod(self: &Arc<Self>, config: PodConfig) -> Result<String> {
+        let id = new_id();
+        let name = config.reserved_name();
+        self.reserve_name("pod sandbox", &name, &id)?;
+        match self.run_pod_reserved(&id, config).await {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                // A clean failure: everything made was undone, so the name is free again.
+                self.release_name(&name);
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_pod_reserved(self: &Arc<Self>, id: &str, config: PodConfig) -> Result<()> {
+        let run_dir = self.dirs.pod_run_dir(id);
+        let pod_dir = self.dirs.pod_dir(id);
+        let record = PodRecord {
+            id: id.to_string(),
+            namespaces: config.new_namespaces(),
+            state: PodState::NotReady,
+            created_at: now_ns(),
+            infra: None,
+            pin_dir: run_dir.join("ns"),
+            shm_dir: run_dir.join("shm"),
+            default_log_dir: pod_dir.join("logs"),
+            config,
+        };
+        std::fs::create_dir_all(&pod_dir).map_err(Error::io(format!(
+            "create pod directory {}",
+            pod_dir.display()
+        )))?;
+        // Persist first: a crash from here on leaves a NotReady pod that Stop/Remove can clean.
+        self.pod_store.save(id, &record)?;
+        self.state
+            .lock()
+            .unwrap()
+            .pods
+            .insert(id.to_string(), record.clone());
+
+        let spec = InfraSpec {
+            pod_id: id.to_string(),
+            new_namespaces: record.namespaces.clone(),
+            pin_dir: record.pin_dir.clone(),
+            hostname: record
+                .namespaces
+                .contains(&isolate::spec::NsKind::Uts)
+                .then(|| record.config.hostname.clone())
+                .filter(|h| !h.is_empty()),
+            shm_dir: record.shm_dir.clone(),
+            shm_size_bytes: SHM_SIZE,
+        };
+        match self.shim.start_infra(&spec).await {
+            Ok(launched) => {
+                let infra = ProcRef {
+                    pid: launched.pid,
+                    start_time: launched.start_time,
+                };
+                self.update_pod(id, |p| {
+                    p.infra = Some(infra);
+                    p.state = PodState::Ready;
+                })?;
+                self.watch_infra(id.to_string(), infra);
+                info!(pod = %id, name = %record.config.name, infra = infra.pid, "pod ready");
+                Ok(())
+            }
+            Err(e) => {
+                warn!(pod = %id, error = %e, "infra failed to start; rolling back");
+                if let Err(cleanup) = self.forget_pod(&record) {
+                    warn!(pod = %id, error = %cleanup, "rollback incomplete; pod stays NotReady for RemovePodSandbox");
+                    return Err(e.into());
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Marks the pod NotReady when its infra dies, whoever killed it.
+    pub(super) fn watch_infra(self: &Arc<Self>, id: String, infra: ProcRef) {
+        let Some(handle) = infra.handle() else {
+            let _ = self.update_pod(&id, |p| p.state = PodState::NotReady);
+            return;
+        };
+        let rt = Arc::clone(self);
+        tokio::spawn(async move {
+            handle.exited().await;
+            let _ = rt.update_pod(&id, |p| {
+                if p.infra == Some(infra) {
+                    p.state = PodState::NotReady;
+                }
+            });
+        });
+    }
+
+    pub async fn stop_pod(self: &Arc<Self>, id: &str) -> Result<()> {
+        let pod = match self.pod(id) {
+            Ok(p) => p,
+            // Stopping what is gone succeeds; kubelet relies on it.
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let lock = self.op_lock(&pod.id);
+        let _guard = lock.lock().await;
+        for c in self.pod_containers(&pod.id) {
+            if c.state == ContainerState::Running {
+                self.stop_container(&c.id, 0).await?;
+            }
+        }
+        if let Some(handle) = pod.infra.and_then(|i| i.handle()) {
+            handle.signal(Signal::SIGKILL)?;
+            if tokio::time::timeout(KILL_WAIT, handle.exited())
+                .await
+                .is_err()
+            {
+                return Err(Error::DeadlineExceeded(format!(
+                    "infra process {} of pod {} did not exit after SIGKILL",
+                    handle.pid(),
+                    pod.id
+                )));
+            }
+        }
+        self.update_pod(&pod.id, |p| p.state = PodState::NotReady)?;
+        info!(pod = %pod.id, "pod stopped");
+        Ok(())
+    }
+
+    pub async fn remove_pod(self: &Arc<Self>, id: &str) -> Result<()> {
+        let pod = match self.pod(id) {
+            Ok(p) => p,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_pod(&pod.id).await?;
+        let lock = self.op_lock(&pod.id);
+        let _guard = lock.lock().await;
+        for c in self.pod_containers(&pod.id) {
+            self.remove_container(&c.id).await?;
+        }
+        self.forget_pod(&pod)?;
+        self.release_name(&pod.config.reserved_name());
+        self.drop_op_lock(&pod.id);
+        info!(pod = %pod.id, "pod removed");
+        Ok(())
+    }
+
+    /// Undoes everything a pod made on the host, then drops its record.
+    pub(super) fn forget_pod(&self, pod: &PodRecord) -> Result<()> {
+        isolate::release_pod(&pod.pin_dir, &pod.shm_dir)?;
+        for dir in [self.dirs.pod_run_dir(&pod.id), self.dirs.pod_dir(&pod.id)] {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("remove {}", dir.display()))(e))
+                }
+                _ => {}
+            }
+        }
+        self.pod_store.remove(&pod.id)?;
+        self.state.lock().unwrap().pods.remove(&pod.id);
+        Ok(())
+    }
+
+    pub fn pod_status(&self, id: &str) -> Result<PodRecord> {
+        self.pod(id)
+    }
+
+    pub fn list_pods(&self, filter: &PodFilter) -> Vec<PodRecord> {
+        let st = self.state.lock().unwrap();
+        let id = filter
+            .id
+            .as_deref()
+            .map(|id| resolve_id(&st.pods, id, "pod sandbox").ok().cloned());
+        let mut pods: Vec<PodRecord> = st
+            .pods
+            .values()
+            .filter(|p| match &id {
+                Some(Some(want)) => &p.id == want,
+                Some(None) => false,
+                None => true,
+            })
+            .filter(|p| filter.state.is_none_or(|s| s == p.state))
+            .filter(|p| {
+                filter
+                    .labels
+                    .iter()
+                    .all(|(k, v)| p.config.labels.get(k) == Some(v))
+            })
+            .cloned()
+            .collect();
+        pods.sort_by_key(|p| p.created_at);
+        pods
+    }
+
+    fn pod_containers(&self, pod_id: &str) -> Vec<crate::container::ContainerRecord> {
+        let st = self.state.lock().unwrap();
+        st.containers
+            .values()
+            .filter(|c| c.pod_id == pod_id)
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,425 @@
+//! CRI messages to podd's validated configs, and podd's records back to CRI messages.
+//! Validation names the CRI field that is wrong.
+
+use std::collections::{BTreeMap, HashMap};
+
+use podd_proto::runtime::v1 as cri;
+
+use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountConfig};
+use crate::error::{Error, Result};
+use crate::image::Image;
+use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
+
+fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn unsorted(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn ns_mode(value: i32, field: &str, allow_container: bool) -> Result<NsMode> {
+    match cri::NamespaceMode::try_from(value) {
+        Ok(cri::NamespaceMode::Pod) => Ok(NsMode::Pod),
+        Ok(cri::NamespaceMode::Node) => Ok(NsMode::Node),
+        Ok(cri::NamespaceMode::Container) if allow_container => Ok(NsMode::Container),
+        Ok(other) => Err(Error::invalid(
+            field,
+            format!("{} is not supported here", other.as_str_name()),
+        )),
+        Err(_) => Err(Error::invalid(field, format!("unknown mode {value}"))),
+    }
+}
+
+fn ns_mode_out(mode: NsMode) -> i32 {
+    match mode {
+        NsMode::Pod => cri::NamespaceMode::Pod as i32,
+        NsMode::Container => cri::NamespaceMode::Container as i32,
+        NsMode::Node => cri::NamespaceMode::Node as i32,
+    }
+}
+
+/// A DNS-1123 label, as Kubernetes requires of hostnames.
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 63
+        && h.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !h.starts_with('-')
+        && !h.ends_with('-')
+}
+
+fn no_nul(value: &str, field: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::invalid(field, "contains a NUL byte"));
+    }
+    Ok(())
+}
+
+pub fn pod_config(config: Option<cri::PodSandboxConfig>, handler: String) -> Result<PodConfig> {
+    let config = config.ok_or_else(|| Error::invalid("config", "is required"))?;
+    let meta = config
+        .metadata
+        .ok_or_else(|| Error::invalid("config.metadata", "is required (name, uid, namespace)"))?;
+    if meta.name.is_empty() {
+        return Err(Error::invalid("config.metadata.name", "is required"));
+    }
+    for (v, f) in [
+        (&meta.name, "config.metadata.name"),
+        (&meta.uid, "config.metadata.uid"),
+        (&meta.namespace, "config.metadata.namespace"),
+        (&config.log_directory, "config.log_directory"),
+    ] {
+        no_nul(v, f)?;
+    }
+    if !config.hostname.is_empty() && !valid_hostname(&config.hostname) {
+        return Err(Error::invalid(
+            "config.hostname",
+            format!("{:?} is not a valid DNS-1123 hostname", config.hostname),
+        ));
+    }
+    if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
+        return Err(Error::invalid(
+            "config.log_directory",
+            format!("{:?} must be an absolute path", config.log_directory),
+        ));
+    }
+    let ns = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default();
+    const NS: &str = "config.linux.security_context.namespace_options";
+    Ok(PodConfig {
+        hostname: if config.hostname.is_empty() {
+            meta.name.clone()
+        } else {
+            config.hostname.clone()
+        },
+        name: meta.name,
+        uid: meta.uid,
+        namespace: meta.namespace,
+        attempt: meta.attempt,
+        log_directory: config.log_directory,
+        labels: sorted(&config.labels),
+        annotations: sorted(&config.annotations),
+        network: ns_mode(ns.network, &format!("{NS}.network"), false)?,
+        ipc: ns_mode(ns.ipc, &format!("{NS}.ipc"), false)?,
+        pid: ns_mode(ns.pid, &format!("{NS}.pid"), true)?,
+        runtime_handler: handler,
+    })
+}
+
+pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<ContainerConfig> {
+    let config = config.ok_or_else(|| Error::invalid("config", "is required"))?;
+    let meta = config
+        .metadata
+        .ok_or_else(|| Error::invalid("config.metadata", "is required (name)"))?;
+    if meta.name.is_empty() {
+        return Err(Error::invalid("config.metadata.name", "is required"));
+    }
+    no_nul(&meta.name, "config.metadata.name")?;
+    if meta.name.contains('/') {
+        return Err(Error::invalid(
+            "config.metadata.name",
+            "must not contain '/'",
+        ));
+    }
+    let image = config
+        .image
+        .map(|i| i.image)
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| Error::invalid("config.image.image", "is required"))?;
+    for (i, a) in config.command.iter().chain(&config.args).enumerate() {
+        no_nul(a, &format!("config.command/args[{i}]"))?;
+    }
+    let mut envs = Vec::new();
+    for (i, kv) in config.envs.iter().enumerate() {
+        if kv.key.is_empty() || kv.key.contains('=') {
+            return Err(Error::invalid(
+                format!("config.envs[{i}].key"),
+                format!("{:?} must be non-empty and without '='", kv.key),
+            ));
+        }
+        let value = String::from_utf8(kv.value.clone())
+            .map_err(|_| Error::invalid(format!("config.envs[{i}].value"), "is not valid UTF-8"))?;
+        no_nul(&value, &format!("config.envs[{i}].value"))?;
+        envs.push((kv.key.clone(), value));
+    }
+    if config.tty || config.stdin {
+        return Err(Error::invalid(
+            "config.tty/stdin",
+            "interactive containers (tty, stdin) are not supported yet",
+        ));
+    }
+    let sec = config
+        .linux
+        .and_then(|l| l.security_context)
+        .unwrap_or_default();
+    // Without namespace options the container follows its pod.
+    let pid = match sec.namespace_options.as_ref() {
+        Some(ns) => Some(ns_mode(
+            ns.pid,
+            "config.linux.security_context.namespace_options.pid",
+            true,
+        )?),
+        None => None,
+    };
+    Ok(ContainerConfig {
+        name: meta.name,
+        attempt: meta.attempt,
+        image,
+        command: config.command,
+        args: config.args,
+        working_dir: config.working_dir,
+        envs,
+        mounts: config
+            .mounts
+            .iter()
+            .map(|m| MountConfig {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+            })
+            .collect(),
+        labels: sorted(&config.labels),
+        annotations: sorted(&config.annotations),
+        log_path: config.log_path,
+        run_as_user: sec.run_as_user.map(|v| v.value),
+        run_as_group: sec.run_as_group.map(|v| v.value),
+        run_as_username: sec.run_as_username,
+        pid,
+        readonly_rootfs: sec.readonly_rootfs,
+    })
+}
+
+pub fn pod_state(state: PodState) -> i32 {
+    match state {
+        PodState::Ready => cri::PodSandboxState::SandboxReady as i32,
+        PodState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+pub fn pod_state_in(value: i32) -> PodState {
+    if value == cri::PodSandboxState::SandboxReady as i32 {
+        PodState::Ready
+    } else {
+        PodState::NotReady
+    }
+}
+
+pub fn container_state(state: ContainerState) -> i32 {
+    (match state {
+        ContainerState::Created => cri::ContainerState::ContainerCreated,
+        ContainerState::Running => cri::ContainerState::ContainerRunning,
+        ContainerState::Exited => cri::ContainerState::ContainerExited,
+    }) as i32
+}
+
+pub fn container_state_in(value: i32) -> Option<ContainerState> {
+    match cri::ContainerState::try_from(value).ok()? {
+        cri::ContainerState::ContainerCreated => Some(ContainerState::Created),
+        cri::ContainerState::ContainerRunning => Some(ContainerState::Running),
+        cri::ContainerState::ContainerExited => Some(ContainerState::Exited),
+        cri::ContainerState::ContainerUnknown => None,
+    }
+}
+
+fn pod_metadata(p: &PodRecord) -> cri::PodSandboxMetadata {
+    cri::PodSandboxMetadata {
+        name: p.config.name.clone(),
+        uid: p.config.uid.clone(),
+        namespace: p.config.namespace.clone(),
+        attempt: p.config.attempt,
+    }
+}
+
+pub fn pod_sandbox(p: &PodRecord) -> cri::PodSandbox {
+    cri::PodSandbox {
+        id: p.id.clone(),
+        metadata: Some(pod_metadata(p)),
+        state: pod_state(p.state),
+        created_at: p.created_at,
+        labels: unsorted(&p.config.labels),
+        annotations: unsorted(&p.config.annotations),
+        runtime_handler: p.config.runtime_handler.clone(),
+    }
+}
+
+pub fn pod_status(p: &PodRecord) -> cri::PodSandboxStatus {
+    cri::PodSandboxStatus {
+        id: p.id.clone(),
+        metadata: Some(pod_metadata(p)),
+        state: pod_state(p.state),
+        created_at: p.created_at,
+        // Pod IPs come with CNI networking; until then a pod has only loopback.
+        network: Some(cri::PodSandboxNetworkStatus::default()),
+        linux: Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace {
+                options: Some(cri::NamespaceOption {
+                    network: ns_mode_out(p.config.network),
+                    pid: ns_mode_out(p.config.pid),
+                    ipc: ns_mode_out(p.config.ipc),
+                    ..Default::default()
+                }),
+            }),
+        }),
+        labels: unsorted(&p.config.labels),
+        annotations: unsorted(&p.config.annotations),
+        runtime_handler: p.config.runtime_handler.clone(),
+    }
+}
+
+fn container_metadata(c: &ContainerRecord) -> cri::ContainerMetadata {
+    cri::ContainerMetadata {
+        name: c.config.name.clone(),
+        attempt: c.config.attempt,
+    }
+}
+
+fn image_spec(c: &ContainerRecord) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: c.image_ref.clone(),
+        user_specified_image: c.config.image.clone(),
+        ..Default::default()
+    }
+}
+
+pub fn container(c: &ContainerRecord) -> cri::Container {
+    cri::Container {
+        id: c.id.clone(),
+        pod_sandbox_id: c.pod_id.clone(),
+        metadata: Some(container_metadata(c)),
+        image: Some(image_spec(c)),
+        image_ref: c.image_id.clone(),
+        state: container_state(c.state),
+        created_at: c.created_at,
+        labels: unsorted(&c.config.labels),
+        annotations: unsorted(&c.config.annotations),
+        image_id: c.image_id.clone(),
+    }
+}
+
+pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
+    cri::ContainerStatus {
+        id: c.id.clone(),
+        metadata: Some(container_metadata(c)),
+        state: container_state(c.state),
+        created_at: c.created_at,
+        started_at: c.started_at,
+        finished_at: c.finished_at,
+        exit_code: c.exit_code,
+        image: Some(image_spec(c)),
+        image_ref: c.image_id.clone(),
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        labels: unsorted(&c.config.labels),
+        annotations: unsorted(&c.config.annotations),
+        mounts: c
+            .config
+            .mounts
+            .iter()
+            .map(|m| cri::Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                ..Default::default()
+            })
+            .collect(),
+        log_path: c.log_path.display().to_string(),
+        image_id: c.image_id.clone(),
+        ..Default::default()
+    }
+}
+
+pub fn image(i: &Image) -> cri::Image {
+    let uid = i
+        .config
+        .user
+        .split(':')
+        .next()
+        .and_then(|u| u.parse::<i64>().ok());
+    cri::Image {
+        id: i.id.clone(),
+        repo_tags: i.repo_tags.clone(),
+        repo_digests: i.repo_digests.clone(),
+        size: i.size,
+        uid: uid.map(|value| cri::Int64Value { value }),
+        username: if uid.is_none() {
+            i.config.user.split(':').next().unwrap_or("").to_string()
+        } else {
+            String::new()
+        },
+        spec: Some(cri::ImageSpec {
+            image: i.id.clone(),
+            ..Default::default()
+        }),
+        pinned: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_without_metadata_names_the_field() {
+        let err = pod_config(Some(cri::PodSandboxConfig::default()), String::new()).unwrap_err();
+        assert!(err.to_string().contains("config.metadata"), "{err}");
+    }
+
+    #[test]
+    fn pod_defaults_hostname_and_modes() {
+        let cfg = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            ..Default::default()
+        };
+        let p = pod_config(Some(cfg), String::new()).unwrap();
+        assert_eq!(p.hostname, "web");
+        assert_eq!(
+            (p.network, p.ipc, p.pid),
+            (NsMode::Pod, NsMode::Pod, NsMode::Pod)
+        );
+    }
+
+    #[test]
+    fn bad_hostname_and_env_are_refused() {
+        let cfg = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "web".into(),
+                ..Default::default()
+            }),
+            hostname: "Not_Valid".into(),
+            ..Default::default()
+        };
+        assert!(pod_config(Some(cfg), String::new())
+            .unwrap_err()
+            .to_string()
+            .contains("config.hostname"));
+        let c = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "a".into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            envs: vec![cri::KeyValue {
+                key: "A=B".into(),
+                value: b"x".to_vec(),
+            }],
+            ..Default::default()
+        };
+        assert!(container_config(Some(c))
+            .unwrap_err()
+            .to_string()
+            .contains("config.envs[0].key"));
+    }
+}

@@ -1,0 +1,128 @@
+//! CRI ImageService over podd's image store. Registry pulls come later: PullImage answers
+//! for images already in the store and says how to get the others.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use podd_proto::runtime::v1 as cri;
+use podd_proto::runtime::v1::image_service_server::ImageService;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::error::Error;
+use crate::image::ImageStore;
+
+pub struct ImageSvc {
+    pub images: Arc<ImageStore>,
+}
+
+type Rpc<T> = Result<Response<T>, Status>;
+
+impl ImageSvc {
+    /// Runs blocking store work off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ImageStore) -> T + Send + 'static,
+    ) -> T {
+        let images = Arc::clone(&self.images);
+        tokio::task::spawn_blocking(move || f(&images))
+            .await
+            .expect("image store calls do not panic")
+    }
+}
+
+fn image_ref(spec: Option<cri::ImageSpec>, field: &str) -> Result<String, Status> {
+    spec.map(|s| s.image)
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| Error::invalid(field, "is required").into())
+}
+
+#[tonic::async_trait]
+impl ImageService for ImageSvc {
+    async fn list_images(
+        &self,
+        req: Request<cri::ListImagesRequest>,
+    ) -> Rpc<cri::ListImagesResponse> {
+        let want = req
+            .into_inner()
+            .filter
+            .and_then(|f| f.image)
+            .map(|s| s.image)
+            .filter(|i| !i.is_empty());
+        let images = self
+            .blocking(move |store| match want {
+                Some(r) => store.resolve(&r).into_iter().collect(),
+                None => store.list(),
+            })
+            .await;
+        Ok(Response::new(cri::ListImagesResponse {
+            images: images.iter().map(convert::image).collect(),
+        }))
+    }
+
+    type StreamImagesStream =
+        Pin<Box<dyn Stream<Item = Result<cri::StreamImagesResponse, Status>> + Send + 'static>>;
+
+    async fn stream_images(
+        &self,
+        _: Request<cri::StreamImagesRequest>,
+    ) -> Rpc<Self::StreamImagesStream> {
+        Err(Status::unimplemented(
+            "podd does not implement StreamImages yet",
+        ))
+    }
+
+    async fn image_status(
+        &self,
+        req: Request<cri::ImageStatusRequest>,
+    ) -> Rpc<cri::ImageStatusResponse> {
+        let req = req.into_inner();
+        let r = image_ref(req.image, "image.image")?;
+        let image = self.blocking(move |store| store.resolve(&r)).await;
+        let mut info = HashMap::new();
+        if let (true, Some(i)) = (req.verbose, &image) {
+            info.insert(
+                "info".into(),
+                serde_json::to_string(i).expect("images serialize"),
+            );
+        }
+        // CRI: an unknown image is not an error, just no image.
+        Ok(Response::new(cri::ImageStatusResponse {
+            image: image.as_ref().map(convert::image),
+            info,
+        }))
+    }
+
+    async fn pull_image(&self, req: Request<cri::PullImageRequest>) -> Rpc<cri::PullImageResponse> {
+        let r = image_ref(req.into_inner().image, "image.image")?;
+        let wanted = r.clone();
+        match self.blocking(move |store| store.resolve(&wanted)).await {
+            Some(image) => Ok(Response::new(cri::PullImageResponse { image_ref: image.id })),
+            None => Err(Status::unimplemented(format!(
+                "podd cannot pull {r} from a registry yet; load it with `podctl image import PATH --name {r}`"
+            ))),
+        }
+    }
+
+    async fn remove_image(
+        &self,
+        req: Request<cri::RemoveImageRequest>,
+    ) -> Rpc<cri::RemoveImageResponse> {
+        let r = image_ref(req.into_inner().image, "image.image")?;
+        self.blocking(move |store| store.remove(&r))
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(cri::RemoveImageResponse {}))
+    }
+
+    async fn image_fs_info(
+        &self,
+        _: Request<cri::ImageFsInfoRequest>,
+    ) -> Rpc<cri::ImageFsInfoResponse> {
+        Err(Status::unimplemented(
+            "podd does not implement ImageFsInfo yet",
+        ))
+    }
+}

@@ -1,0 +1,84 @@
+//! The gRPC edge: CRI RuntimeService and ImageService, plus podd's own service, on one unix
+//! socket. Decodes, validates and maps errors (`status`); the work is done by `runtime`.
+
+mod convert;
+mod image_service;
+mod podd_service;
+mod runtime_service;
+mod status;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use podd_proto::podd::v1::podd_server::PoddServer;
+use podd_proto::runtime::v1::image_service_server::ImageServiceServer;
+use podd_proto::runtime::v1::runtime_service_server::RuntimeServiceServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::info;
+
+use crate::runtime::Runtime;
+
+pub use runtime_service::{RUNTIME_API_VERSION, RUNTIME_NAME, RUNTIME_VERSION};
+
+/// kubelet sends and accepts messages far above tonic's 4 MiB default (e.g. ExecSync output).
+const MAX_MESSAGE: usize = 16 << 20;
+
+fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating socket directory {}", dir.display()))?;
+    }
+    if socket.exists() {
+        // A live podd answers on it; a dead one left a stale file.
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            anyhow::bail!(
+                "another podd is serving {}; stop it or choose another --socket",
+                socket.display()
+            );
+        }
+        std::fs::remove_file(socket)
+            .with_context(|| format!("removing stale socket {}", socket.display()))?;
+    }
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("setting mode 0600 on {}", socket.display()))?;
+    Ok(listener)
+}
+
+/// Serves until SIGINT or SIGTERM. Pods and containers keep running after podd exits.
+pub async fn serve(socket: &Path, runtime: Arc<Runtime>) -> anyhow::Result<()> {
+    let listener = bind(socket)?;
+    let images = Arc::clone(runtime.images());
+    let runtime_svc = RuntimeServiceServer::new(runtime_service::RuntimeSvc { runtime })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let image_svc = ImageServiceServer::new(image_service::ImageSvc {
+        images: Arc::clone(&images),
+    })
+    .max_decoding_message_size(MAX_MESSAGE)
+    .max_encoding_message_size(MAX_MESSAGE);
+    let podd_svc = PoddServer::new(podd_service::PoddSvc { images });
+    info!(socket = %socket.display(), "serving CRI");
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        info!("shutting down; pods keep running");
+    };
+    tonic::transport::Server::builder()
+        .add_service(runtime_svc)
+        .add_service(image_svc)
+        .add_service(podd_svc)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .context("serving gRPC")?;
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
