@@ -1,2 +1,3 @@
 //! podd: a Kubernetes CRI pod runtime.
+pub mod image;
 pub mod isolate;
