@@ -4,6 +4,7 @@
 //! which persist the new record before anyone can read it.
 
 mod containers;
+mod images;
 mod pods;
 mod recover;
 

@@ -13,9 +13,11 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use crate::error::Error;
 use crate::image::ImageStore;
+use crate::runtime::Runtime;
 
 pub struct ImageSvc {
     pub images: Arc<ImageStore>,
+    pub runtime: Arc<Runtime>,
 }
 
 type Rpc<T> = Result<Response<T>, Status>;
@@ -111,9 +113,7 @@ impl ImageService for ImageSvc {
         req: Request<cri::RemoveImageRequest>,
     ) -> Rpc<cri::RemoveImageResponse> {
         let r = image_ref(req.into_inner().image, "image.image")?;
-        self.blocking(move |store| store.remove(&r))
-            .await
-            .map_err(Error::from)?;
+        self.runtime.remove_image(&r).await?;
         Ok(Response::new(cri::RemoveImageResponse {}))
     }
 

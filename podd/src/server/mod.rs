@@ -53,11 +53,14 @@ fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
 pub async fn serve(socket: &Path, runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let listener = bind(socket)?;
     let images = Arc::clone(runtime.images());
-    let runtime_svc = RuntimeServiceServer::new(runtime_service::RuntimeSvc { runtime })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let runtime_svc = RuntimeServiceServer::new(runtime_service::RuntimeSvc {
+        runtime: Arc::clone(&runtime),
+    })
+    .max_decoding_message_size(MAX_MESSAGE)
+    .max_encoding_message_size(MAX_MESSAGE);
     let image_svc = ImageServiceServer::new(image_service::ImageSvc {
         images: Arc::clone(&images),
+        runtime,
     })
     .max_decoding_message_size(MAX_MESSAGE)
     .max_encoding_message_size(MAX_MESSAGE);

@@ -22,13 +22,20 @@ pub fn to_status(err: Error) -> Status {
 }
 
 fn image_code(e: &ImageError) -> Code {
-    let text = e.to_string();
-    if text.contains("not found") {
-        Code::NotFound
-    } else if text.contains("invalid") {
-        Code::InvalidArgument
-    } else {
-        Code::Internal
+    match e {
+        ImageError::InvalidReference { .. }
+        | ImageError::InvalidDigest { .. }
+        | ImageError::InvalidLayout { .. }
+        | ImageError::NothingToImport { .. } => Code::InvalidArgument,
+        // Bad content from the user's image: refused, nothing stored.
+        ImageError::DigestMismatch { .. }
+        | ImageError::SizeMismatch { .. }
+        | ImageError::InvalidBlob { .. }
+        | ImageError::UnsupportedLayer { .. }
+        | ImageError::UnsafeLayerEntry { .. } => Code::FailedPrecondition,
+        ImageError::Io { .. } | ImageError::Unpack { .. } | ImageError::CorruptIndex { .. } => {
+            Code::Internal
+        }
     }
 }
 
