@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 
 use nix::sched::{setns, CloneFlags};
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{kill, killpg, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
@@ -69,7 +69,13 @@ fn exec(spec: &ExecSpec) -> Res<i32> {
 fn command(spec: &ExecSpec, parent: Pid) -> ! {
     let prepared = (|| -> Res<()> {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "set the parent-death signal")?;
-        if nix::unistd::getppid() != parent {
+        // Own process group, so that a kill reaches what the command started too.
+        nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).ctx(|| "setpgid")?;
+        // The shim is outside the target PID namespace, so getppid() is 0 while it lives; once
+        // it died we were reparented to the namespace's init (or to the shim's own reaper
+        // when the namespace is the shim's).
+        let ppid = nix::unistd::getppid();
+        if ppid.as_raw() != 0 && ppid != parent {
             return Err(super::error::Fail(
                 "the shim exited before the command started".into(),
             ));
@@ -89,11 +95,13 @@ fn command(spec: &ExecSpec, parent: Pid) -> ! {
     exit_now(failure.code)
 }
 
-/// Wait for the command; on SIGTERM/SIGINT kill it first. Returns the code to exit with.
+/// Wait for the command; on SIGTERM/SIGINT kill its process group first. Returns the code to
+/// exit with.
 fn wait_or_kill(child: Pid, signals: &SigSet) -> i32 {
     loop {
         match signals.wait() {
             Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
+                let _ = killpg(child, Signal::SIGKILL);
                 let _ = kill(child, Signal::SIGKILL);
                 let _ = waitpid(child, None);
                 return 137;
