@@ -1,2 +1,30 @@
 //! The only module that touches namespaces, mounts, pivot_root and process creation.
+//!
+//! Daemon side (tokio): [`Shim`] spawns `podd-shim`, [`ProcessHandle`] watches the processes
+//! it leaves behind, [`release_pod`] undoes a pod's host mounts. Shim side (single-threaded,
+//! no tokio): [`shim_main`] and the modules it dispatches to.
 pub mod spec;
+
+mod cmd;
+mod container;
+mod entry;
+mod error;
+mod exec;
+mod infra;
+mod launch;
+mod logwriter;
+mod monitor;
+mod mounts;
+mod pod;
+mod process;
+mod rootfs_path;
+mod shim;
+mod syscall;
+
+pub use entry::shim_main;
+pub use error::IsolateError;
+pub use logwriter::{rfc3339_nano, LineSplitter, MAX_RECORD};
+pub use pod::release_pod;
+pub use process::{become_subreaper, process_start_time, ProcessHandle};
+pub use rootfs_path::resolve_in_root;
+pub use shim::{ExecOutput, Shim};

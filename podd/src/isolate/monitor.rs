@@ -1,0 +1,156 @@
+//! The monitor's life after launch: copy the workload's stdout/stderr into the CRI log until
+//! it exits, drain, write the exit file. Depends on nothing but the kernel, so podd may die.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::launch::write_atomic;
+use super::logwriter::{now, rfc3339_nano, LineSplitter, LogWriter};
+use super::process::exit_code;
+use super::spec::{ContainerSpec, ExitRecord};
+use super::syscall::exit_now;
+
+/// After the workload exited: stop draining after this long without data...
+const DRAIN_IDLE: Duration = Duration::from_millis(200);
+/// ...or after this long in all (a grandchild may keep writing forever).
+const DRAIN_MAX: Duration = Duration::from_secs(5);
+/// Bytes read per read(2).
+const READ_CHUNK: usize = 8192;
+
+/// A started workload as the monitor holds it.
+pub struct Workload {
+    pub pid: Pid,
+    pub start_time: u64,
+    pub pidfd: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub log: File,
+}
+
+struct Stream<'a> {
+    fd: Option<OwnedFd>,
+    splitter: LineSplitter,
+    writer: LogWriter<'a>,
+}
+
+impl Stream<'_> {
+    /// Read once; false at EOF or error (the stream is then finished and closed).
+    fn pump(&mut self, buf: &mut [u8], record: &mut Vec<u8>) -> bool {
+        let Some(fd) = &self.fd else { return false };
+        let n = loop {
+            match nix::unistd::read(fd.as_fd(), buf) {
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return true,
+                other => break other.unwrap_or(0),
+            }
+        };
+        let (secs, nanos) = now();
+        let ts = rfc3339_nano(secs, nanos);
+        let writer = &self.writer;
+        let mut emit = |text: &[u8], partial: bool| writer.record(&ts, text, partial, record);
+        if n == 0 {
+            self.splitter.finish(&mut emit);
+            self.fd = None;
+            return false;
+        }
+        self.splitter.push(&buf[..n], &mut emit);
+        true
+    }
+}
+
+/// Supervise until the workload exited and its output is drained, then write the exit file
+/// and exit the process.
+pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
+    let mut streams = [
+        Stream {
+            fd: Some(w.stdout),
+            splitter: LineSplitter::new(),
+            writer: LogWriter {
+                file: &w.log,
+                stream: "stdout",
+            },
+        },
+        Stream {
+            fd: Some(w.stderr),
+            splitter: LineSplitter::new(),
+            writer: LogWriter {
+                file: &w.log,
+                stream: "stderr",
+            },
+        },
+    ];
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut record = Vec::new();
+    let mut status = None;
+    let mut exited_at: Option<Instant> = None;
+    let mut finished_at = 0i64;
+    loop {
+        let open: Vec<usize> = (0..2).filter(|&i| streams[i].fd.is_some()).collect();
+        if open.is_empty() && status.is_some() {
+            break;
+        }
+        if exited_at.is_some_and(|t| t.elapsed() > DRAIN_MAX) {
+            break;
+        }
+        let mut fds: Vec<PollFd> = open
+            .iter()
+            .filter_map(|&i| streams[i].fd.as_ref())
+            .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if status.is_none() {
+            fds.push(PollFd::new(w.pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if status.is_some() {
+            PollTimeout::try_from(DRAIN_IDLE).unwrap_or(PollTimeout::ZERO)
+        } else {
+            PollTimeout::NONE
+        };
+        let ready = match poll(&mut fds, timeout) {
+            Ok(0) => break, // drained: nothing for DRAIN_IDLE after exit
+            Ok(_) => fds
+                .iter()
+                .map(|f| f.any().unwrap_or(false))
+                .collect::<Vec<_>>(),
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        };
+        drop(fds);
+        for (slot, &i) in open.iter().enumerate() {
+            if ready[slot] {
+                streams[i].pump(&mut buf, &mut record);
+            }
+        }
+        if status.is_none() && ready.get(open.len()).copied().unwrap_or(false) {
+            status = waitpid(w.pid, None).ok().and_then(exit_code);
+            if status.is_none() {
+                status = Some((255, None)); // could not be reaped: report a failure
+            }
+            exited_at = Some(Instant::now());
+            let (secs, nanos) = now();
+            finished_at = secs * 1_000_000_000 + i64::from(nanos);
+        }
+    }
+    for s in &mut streams {
+        let writer = &s.writer;
+        let (secs, nanos) = now();
+        let ts = rfc3339_nano(secs, nanos);
+        s.splitter
+            .finish(&mut |text, partial| writer.record(&ts, text, partial, &mut record));
+    }
+    let (code, signal) = status.unwrap_or((255, None));
+    let exit = ExitRecord {
+        exit_code: code,
+        signal,
+        finished_at,
+        reason: if code == 0 { "Completed" } else { "Error" }.to_string(),
+    };
+    let json = serde_json::to_vec(&exit).unwrap_or_default();
+    let ok = write_atomic(&spec.exit_file, &json).is_ok();
+    exit_now(if ok { 0 } else { 1 })
+}
