@@ -187,9 +187,11 @@ async fn read_until_grace(
     let mut out = Vec::new();
     let Some(mut reader) = reader else { return out };
     let deadline = async {
-        let deadline = match exited.wait_for(Option::is_some).await {
-            Ok(d) => (*d).unwrap_or_else(Instant::now),
-            Err(_) => std::future::pending().await,
+        // Copy the deadline out so no watch guard is held across an await (keeps this Send).
+        let deadline = exited.wait_for(Option::is_some).await.ok().map(|d| *d);
+        let deadline = match deadline {
+            Some(d) => d.unwrap_or_else(Instant::now),
+            None => std::future::pending().await,
         };
         tokio::time::sleep_until(deadline.into()).await;
     };
