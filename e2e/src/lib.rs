@@ -1,1 +1,46 @@
-//! Shared harness for the e2e tests.
+//! Harness for podd's root-only end-to-end tests.
+//!
+//! Every test starts its own daemon with [`Podd::start`]: a temp dir
+//! `/tmp/podd-e2e-<test>-XXXXXX/` holds its socket (`podd.sock`), root dir (`root/`), run dir
+//! (`run/`), the pods' CRI logs (`logs/<pod>/<container>/0.log`, made by the harness as a
+//! kubelet would) and podd's own log (`podd-<n>.log`, printed when a test fails). podd runs
+//! under `e2e-reaper` (this crate's binary) so that what a `kill -9`ed podd leaves behind is
+//! still reaped; [`Podd::kill9`] and [`Podd::restart`] use that.
+//!
+//! Dropping a [`Podd`] (also on panic) stops and removes every pod through the CRI, stops podd,
+//! then checks that no process and no mount is left under the temp dir, cleans up whatever is
+//! (kill -9, umount -l) and fails the test if anything was: leftovers are bugs. Set
+//! `PODD_E2E_KEEP=1` to keep the temp dir, `PODD_E2E_LOG_LEVEL` for podd's `--log-level`
+//! (default debug), `PODD_BIN`/`PODD_SHIM_BIN`/`PODCTL_BIN` to test other binaries.
+//!
+//! Not root: every test fails with [`NEED_ROOT`]; none skips.
+
+pub mod bins;
+pub mod cri;
+pub mod host;
+pub mod image;
+pub mod logs;
+mod podd;
+
+pub use podd::{rpc, Pod, Podd, NEED_ROOT};
+pub use podd_proto::runtime::v1 as api;
+
+use std::time::Duration;
+
+/// Polls `f` every 100 ms until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,116 @@
+//! CRI request builders shaped like what a kubelet sends, and a unix-socket gRPC connector.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hyper_util::rt::TokioIo;
+use podd_proto::runtime::v1 as cri;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::image::TEST_IMAGE;
+
+/// A tonic channel to a unix socket.
+pub async fn connect(socket: &Path) -> Result<Channel> {
+    let path = socket.to_path_buf();
+    // The URI is required by the API but unused: every connection goes to the socket.
+    Endpoint::try_from("http://podd.invalid")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(&path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))
+}
+
+/// Namespace options as a kubelet sends them for an ordinary pod: network POD, ipc POD,
+/// pid CONTAINER (POD with `shareProcessNamespace`).
+pub fn kubelet_namespaces(share_pid: bool) -> cri::NamespaceOption {
+    cri::NamespaceOption {
+        network: cri::NamespaceMode::Pod as i32,
+        ipc: cri::NamespaceMode::Pod as i32,
+        pid: if share_pid {
+            cri::NamespaceMode::Pod as i32
+        } else {
+            cri::NamespaceMode::Container as i32
+        },
+        ..Default::default()
+    }
+}
+
+/// A pod config: metadata (name, namespace `e2e`, a fresh uid, attempt 0), hostname, a log
+/// directory, and kubelet's namespace options.
+pub fn pod_config(name: &str, hostname: &str, log_directory: &Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.to_string(),
+            uid: uuid::Uuid::new_v4().to_string(),
+            namespace: "e2e".to_string(),
+            attempt: 0,
+        }),
+        hostname: hostname.to_string(),
+        log_directory: log_directory.to_string_lossy().into_owned(),
+        labels: [("e2e.podd/test".to_string(), name.to_string())].into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(kubelet_namespaces(false)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Namespace options of a pod config (kubelet's defaults if it has none).
+pub fn pod_namespaces(pod: &cri::PodSandboxConfig) -> cri::NamespaceOption {
+    pod.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_else(|| kubelet_namespaces(false))
+}
+
+/// Sets a pod config's PID namespace mode (POD = `shareProcessNamespace: true`).
+pub fn set_pod_pid_mode(pod: &mut cri::PodSandboxConfig, mode: cri::NamespaceMode) {
+    let linux = pod.linux.get_or_insert_with(Default::default);
+    let sc = linux.security_context.get_or_insert_with(Default::default);
+    let ns = sc
+        .namespace_options
+        .get_or_insert_with(|| kubelet_namespaces(false));
+    ns.pid = mode as i32;
+}
+
+/// A container config for the test image running `argv` (as `command`), logging to
+/// `<name>/0.log` under the pod's log directory (kubelet's layout), with the pod's namespace
+/// options repeated in its security context as kubelet does.
+pub fn container_config(
+    pod: &cri::PodSandboxConfig,
+    name: &str,
+    argv: &[&str],
+) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: TEST_IMAGE.to_string(),
+            user_specified_image: TEST_IMAGE.to_string(),
+            ..Default::default()
+        }),
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        labels: [("e2e.podd/container".to_string(), name.to_string())].into(),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(pod_namespaces(pod)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
