@@ -1,6 +1,7 @@
 //! CRI request builders shaped like what a kubelet sends, and a unix-socket gRPC connector.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use hyper_util::rt::TokioIo;
@@ -9,8 +10,31 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::image::TEST_IMAGE;
 
-/// A tonic channel to a unix socket.
+/// The harness's own runtime: every channel's connection runs here, so it keeps being driven
+/// (and answers podd's GOAWAY when podd shuts down) even while a test's thread is blocked in
+/// `Drop`.
+pub fn background() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("e2e-grpc")
+            .enable_all()
+            .build()
+            .expect("building the harness's tokio runtime")
+    })
+}
+
+/// A tonic channel to a unix socket, its connection driven by [`background`].
 pub async fn connect(socket: &Path) -> Result<Channel> {
+    let socket = socket.to_path_buf();
+    background()
+        .spawn(async move { connect_here(&socket).await })
+        .await
+        .context("the connect task failed")?
+}
+
+async fn connect_here(socket: &Path) -> Result<Channel> {
     let path = socket.to_path_buf();
     // The URI is required by the API but unused: every connection goes to the socket.
     Endpoint::try_from("http://podd.invalid")?

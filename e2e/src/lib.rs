@@ -44,3 +44,22 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Retries `f` every 100 ms until it succeeds; after `timeout` fails with `what` and the last
+/// error.
+pub async fn eventually_ok<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if std::time::Instant::now() > deadline => {
+                anyhow::bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -558,17 +558,13 @@ impl Podd {
         let alive = host::alive(self.pid());
         if alive {
             let socket = self.socket.clone();
-            let res = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime")
-                    .block_on(remove_everything(&socket))
-            })
-            .join();
-            match res {
+            let (tx, rx) = std::sync::mpsc::channel();
+            build::background().spawn(async move {
+                let _ = tx.send(remove_everything(&socket).await);
+            });
+            match rx.recv_timeout(Duration::from_secs(300)) {
                 Ok(p) => problems.extend(p),
-                Err(_) => problems.push("removing the pods panicked".into()),
+                Err(e) => problems.push(format!("removing the pods did not finish: {e}")),
             }
         }
 
@@ -580,10 +576,20 @@ impl Podd {
             let rpid = r.child.id() as i32;
             if !wait_child(&mut r.child, Duration::from_secs(20)) {
                 let left = host::descendants(rpid);
-                problems.push(format!(
-                    "processes left after all pods were removed and podd was stopped: {}",
-                    describe(&left)
-                ));
+                let (podds, others): (Vec<_>, Vec<_>) =
+                    left.iter().cloned().partition(|p| p.pid == r.podd_pid);
+                if !podds.is_empty() {
+                    problems.push(format!(
+                        "podd (pid {}) did not exit within 20 s of SIGTERM",
+                        r.podd_pid
+                    ));
+                }
+                if !others.is_empty() {
+                    problems.push(format!(
+                        "processes left after all pods were removed and podd was stopped: {}",
+                        describe(&others)
+                    ));
+                }
                 for p in &left {
                     let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
                 }
@@ -635,9 +641,11 @@ impl Podd {
 impl Drop for Podd {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
+        // Read podd's logs before teardown removes them.
+        let tails: Vec<String> = (1..=self.starts).map(|n| self.podd_log_tail(n)).collect();
         if panicking {
-            for start in 1..=self.starts {
-                eprintln!("{}", self.podd_log_tail(start));
+            for t in &tails {
+                eprintln!("{t}");
             }
         }
         let problems = self.teardown();
@@ -652,8 +660,8 @@ impl Drop for Podd {
         if panicking {
             eprintln!("{msg}");
         } else {
-            for start in 1..=self.starts {
-                eprintln!("{}", self.podd_log_tail(start));
+            for t in &tails {
+                eprintln!("{t}");
             }
             panic!("{msg}");
         }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use e2e::{eventually, Podd};
+use e2e::{eventually_ok, Podd};
 
 #[tokio::test]
 async fn ipc_is_shared_in_a_pod_and_private_to_it() -> Result<()> {
@@ -25,10 +25,10 @@ async fn ipc_is_shared_in_a_pod_and_private_to_it() -> Result<()> {
         .await?;
     let b = podd.run_container(&pod, "b", &["sleep", "3600"]).await?;
 
-    eventually(
+    eventually_ok(
         "A to have written the IPC objects",
         Duration::from_secs(20),
-        || async { podd.exec_ok(&a, &["test", "-e", "/tmp/written"]).await.ok() },
+        || async { podd.exec_ok(&a, &["test", "-e", "/tmp/written"]).await },
     )
     .await?;
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use e2e::{eventually, host, Podd};
+use e2e::{eventually_ok, host, Podd};
 
 /// Host mounts as a multiset, leaving out other concurrently running tests' temp dirs.
 fn host_mounts(own_tmp: &Path) -> BTreeMap<host::MountEntry, usize> {
@@ -48,8 +48,8 @@ async fn rootfs_is_private_and_removal_leaves_nothing() -> Result<()> {
         .await?;
     let b = podd.run_container(&pod, "b", &["sleep", "3600"]).await?;
 
-    let got = eventually("A's /tmp/only-a", Duration::from_secs(20), || async {
-        podd.exec_ok(&a, &["cat", "/tmp/only-a"]).await.ok()
+    let got = eventually_ok("A's /tmp/only-a", Duration::from_secs(20), || async {
+        podd.exec_ok(&a, &["cat", "/tmp/only-a"]).await
     })
     .await?;
     ensure!(got == "a-was-here\n", "A reads back {got:?}");
@@ -83,7 +83,7 @@ async fn rootfs_is_private_and_removal_leaves_nothing() -> Result<()> {
     // Processes: nothing under podd's reaper but podd itself (killed ones may take a moment to
     // be reaped).
     let podd_pid = podd.pid();
-    let left = eventually(
+    let left = e2e::eventually(
         "the pod's processes to be gone",
         Duration::from_secs(10),
         || async {
