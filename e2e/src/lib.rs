@@ -11,7 +11,7 @@
 //! then checks that no process and no mount is left under the temp dir, cleans up whatever is
 //! (kill -9, umount -l) and fails the test if anything was: leftovers are bugs. Set
 //! `PODD_E2E_KEEP=1` to keep the temp dir, `PODD_E2E_LOG_LEVEL` for podd's `--log-level`
-//! (default debug), `PODD_BIN`/`PODD_SHIM_BIN`/`PODCTL_BIN` to test other binaries.
+//! (default `info,podd=debug`), `PODD_BIN`/`PODD_SHIM_BIN`/`PODCTL_BIN` to test other binaries.
 //!
 //! Not root: every test fails with [`NEED_ROOT`]; none skips.
 

@@ -143,7 +143,9 @@ impl Podd {
         let log_path = self.podd_log_path(self.starts);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-        let level = std::env::var("PODD_E2E_LOG_LEVEL").unwrap_or_else(|_| "debug".into());
+        // podd at debug, its libraries (h2 frames...) at info.
+        let level =
+            std::env::var("PODD_E2E_LOG_LEVEL").unwrap_or_else(|_| "info,podd=debug".into());
         let mut child = Command::new(bins::reaper())
             .arg(&podd_bin)
             .arg("--socket")
@@ -156,6 +158,7 @@ impl Podd {
             .arg(&shim)
             .arg("--log-level")
             .arg(&level)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
