@@ -1,1 +1,6 @@
+//! podctl: the command line for podd.
+
+#[allow(dead_code)]
+mod manifest;
+
 fn main() {}
