@@ -1,4 +1,5 @@
 //! NET: containers of a pod share localhost; a second pod cannot reach it.
+//! (busybox 1.35 wget segfaults with -T, so time-outs come from `timeout`.)
 
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ async fn pod_localhost_is_shared_and_private() -> Result<()> {
         "B to fetch A's page over 127.0.0.1",
         Duration::from_secs(20),
         || async {
-            podd.exec_ok(&b, &["wget", "-q", "-T", "2", "-O", "-", URL])
+            podd.exec_ok(&b, &["timeout", "5", "wget", "-q", "-O", "-", URL])
                 .await
                 .ok()
         },
@@ -50,7 +51,7 @@ async fn pod_localhost_is_shared_and_private() -> Result<()> {
     let nc = podd.exec_ok(&c, &["readlink", "/proc/self/ns/net"]).await?;
     ensure!(nc != na, "both pods are in network namespace {nc:?}");
     let r = podd
-        .try_exec(&c, &["wget", "-q", "-T", "2", "-O", "-", URL], 10)
+        .try_exec(&c, &["timeout", "5", "wget", "-q", "-O", "-", URL], 10)
         .await?;
     let stdout = String::from_utf8_lossy(&r.stdout);
     ensure!(
@@ -66,7 +67,7 @@ async fn pod_localhost_is_shared_and_private() -> Result<()> {
             &[
                 "sh",
                 "-c",
-                "mkdir -p /w && echo own-server > /w/index.html && httpd -p 127.0.0.1:8080 -h /w && wget -q -T 2 -O - http://127.0.0.1:8080/",
+                "mkdir -p /w && echo own-server > /w/index.html && httpd -p 127.0.0.1:8080 -h /w && timeout 5 wget -q -O - http://127.0.0.1:8080/",
             ],
         )
         .await?;
