@@ -16,7 +16,7 @@ use super::launch::{
 use super::pod::{mount_shm, pin_namespace, unmount_shm, unpin};
 use super::process::process_start_time;
 use super::spec::{InfraSpec, Launched, NsKind};
-use super::syscall::{close_fds_except, exit_now, interface_up};
+use super::syscall::{close_fds_except, exit_now, interface_up, trim_memory};
 
 /// The `CLONE_NEW*` flag of a namespace kind.
 pub fn clone_flag(kind: NsKind) -> CloneFlags {
@@ -117,6 +117,7 @@ fn infra_main(spec: &InfraSpec, ready: OwnedFd) -> ! {
         Ok(signals) => {
             write_quietly(&ready, b"ok");
             drop(ready);
+            trim_memory();
             pause_and_reap(&signals)
         }
         Err(e) => {
