@@ -37,7 +37,11 @@ fn pss_kib(pid: i32) -> Result<u64> {
 fn ppid(pid: i32) -> Result<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').context("malformed stat")?.1;
-    Ok(after.split_whitespace().nth(1).context("no ppid")?.parse()?)
+    Ok(after
+        .split_whitespace()
+        .nth(1)
+        .context("no ppid")?
+        .parse()?)
 }
 
 /// A pid from a verbose status `info` JSON, at `path` (e.g. ["infra", "pid"]).
@@ -45,7 +49,10 @@ fn info_pid(info: &HashMap<String, String>, path: &[&str]) -> Result<i32> {
     let raw = info.get("info").context("verbose status has no info")?;
     let mut v: serde_json::Value = serde_json::from_str(raw)?;
     for key in path {
-        v = v.get(*key).cloned().with_context(|| format!("info has no {path:?}"))?;
+        v = v
+            .get(*key)
+            .cloned()
+            .with_context(|| format!("info has no {path:?}"))?;
     }
     Ok(v.as_i64().context("pid is not a number")? as i32)
 }
@@ -173,7 +180,12 @@ async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--pods" => pods = args.next().and_then(|n| n.parse().ok()).unwrap_or_else(|| usage()),
+            "--pods" => {
+                pods = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
             "--containerd" => containerd = Some(args.next().unwrap_or_else(|| usage())),
             _ => usage(),
         }
