@@ -1,6 +1,7 @@
 //! The gRPC edge: CRI RuntimeService and ImageService, plus podd's own service, on one unix
 //! socket. Decodes, validates and maps errors (`status`); the work is done by `runtime`.
 
+mod authority;
 mod convert;
 mod image_service;
 mod podd_service;
@@ -17,6 +18,7 @@ use podd_proto::runtime::v1::image_service_server::ImageServiceServer;
 use podd_proto::runtime::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 use tracing::info;
 
 use crate::runtime::Runtime;
@@ -68,12 +70,16 @@ pub async fn serve(socket: &Path, runtime: Arc<Runtime>) -> anyhow::Result<()> {
     .max_encoding_message_size(MAX_MESSAGE);
     let podd_svc = PoddServer::new(podd_service::PoddSvc { images });
     info!(socket = %socket.display(), "serving CRI");
+    // Older grpc-go clients (crictl 1.26, critest) send the socket path as `:authority`,
+    // which h2 rejects; see `authority`.
+    let incoming =
+        UnixListenerStream::new(listener).map(|conn| conn.map(authority::AuthorityFix::new));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(runtime_svc)
         .add_service(image_svc)
         .add_service(podd_svc)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
         });
     tokio::pin!(server);
