@@ -1,5 +1,5 @@
 //! NET: containers of a pod share localhost; a second pod cannot reach it.
-// busybox 1.35 (Debian 12) wget segfaults with -T, so no wget here uses it.
+//! (busybox 1.35 wget segfaults with -T, so time-outs come from `timeout`.)
 
 use std::time::Duration;
 
@@ -30,7 +30,10 @@ async fn pod_localhost_is_shared_and_private() -> Result<()> {
     let got = eventually_ok(
         "B to fetch A's page over 127.0.0.1",
         Duration::from_secs(20),
-        || async { podd.exec_ok(&b, &["wget", "-q", "-O", "-", URL]).await },
+        || async {
+            podd.exec_ok(&b, &["timeout", "5", "wget", "-q", "-O", "-", URL])
+                .await
+        },
     )
     .await?;
     ensure!(got == "hello-from-a\n", "B fetched {got:?}");
@@ -47,7 +50,7 @@ async fn pod_localhost_is_shared_and_private() -> Result<()> {
     let nc = podd.exec_ok(&c, &["readlink", "/proc/self/ns/net"]).await?;
     ensure!(nc != na, "both pods are in network namespace {nc:?}");
     let r = podd
-        .try_exec(&c, &["wget", "-q", "-O", "-", URL], 10)
+        .try_exec(&c, &["timeout", "5", "wget", "-q", "-O", "-", URL], 10)
         .await?;
     let stdout = String::from_utf8_lossy(&r.stdout);
     ensure!(
@@ -63,7 +66,7 @@ async fn pod_localhost_is_shared_and_private() -> Result<()> {
             &[
                 "sh",
                 "-c",
-                "mkdir -p /w && echo own-server > /w/index.html && httpd -p 127.0.0.1:8080 -h /w && wget -q -O - http://127.0.0.1:8080/",
+                "mkdir -p /w && echo own-server > /w/index.html && httpd -p 127.0.0.1:8080 -h /w && timeout 5 wget -q -O - http://127.0.0.1:8080/",
             ],
         )
         .await?;

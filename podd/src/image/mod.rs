@@ -13,6 +13,7 @@ mod layer;
 mod layout;
 mod reference;
 mod unpack;
+pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -164,6 +165,16 @@ impl ImageStore {
             info!(id = %img.id, tags = ?img.repo_tags, "imported image");
         }
         Ok(out)
+    }
+
+    /// The directory everything of the store lives under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Disk used by blobs, layers and the index (walks the tree: call it off the async workers).
+    pub fn usage(&self) -> usage::Usage {
+        usage::measure(&self.root)
     }
 
     /// Every image in the store.

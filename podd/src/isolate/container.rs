@@ -26,7 +26,7 @@ use super::monitor::{supervise, Workload};
 use super::mounts::{pivot_into, prepare_rootfs, remount_root_readonly};
 use super::process::process_start_time;
 use super::spec::{ContainerSpec, Launched, NsKind};
-use super::syscall::{cloexec_from, close_fds_except, exit_now, fork, pidfd_open};
+use super::syscall::{cloexec_from, close_fds_except, exit_now, fork, pidfd_open, trim_memory};
 
 /// Entry point: print the `Launched` line and return 0, or the error on stderr and 1.
 pub fn run(spec: ContainerSpec) -> i32 {
@@ -73,6 +73,7 @@ fn monitor_main(spec: &ContainerSpec, verdict: OwnedFd) -> ! {
             let json = serde_json::to_vec(&launched).unwrap_or_default();
             write_quietly(&verdict, &json);
             drop(verdict);
+            trim_memory();
             supervise(spec, workload)
         }
     }

@@ -16,7 +16,7 @@ use super::launch::{
 use super::pod::{mount_shm, pin_namespace, unmount_shm, unpin};
 use super::process::process_start_time;
 use super::spec::{InfraSpec, Launched, NsKind};
-use super::syscall::{close_fds_except, exit_now, interface_up};
+use super::syscall::{close_fds_except, exit_now, interface_up, trim_memory};
 
 /// The `CLONE_NEW*` flag of a namespace kind.
 pub fn clone_flag(kind: NsKind) -> CloneFlags {
@@ -43,6 +43,7 @@ pub fn run(spec: InfraSpec) -> i32 {
 struct Undo {
     infra: Option<Pid>,
     pins: Vec<PathBuf>,
+    pin_dir: Option<PathBuf>,
     shm: Option<PathBuf>,
 }
 
@@ -53,6 +54,9 @@ impl Drop for Undo {
         }
         for pin in &self.pins {
             unpin(pin);
+        }
+        if let Some(dir) = &self.pin_dir {
+            let _ = std::fs::remove_dir(dir); // only if empty: never anything else's
         }
         if let Some(shm) = &self.shm {
             unmount_shm(shm);
@@ -81,6 +85,7 @@ fn launch(spec: &InfraSpec) -> Res<Launched> {
     let mut undo = Undo {
         infra: Some(child),
         pins: Vec::new(),
+        pin_dir: None,
         shm: None,
     };
     let ready = read_to_end(ready_rd);
@@ -93,6 +98,7 @@ fn launch(spec: &InfraSpec) -> Res<Launched> {
     let start_time = process_start_time(child.as_raw()).ok_or_else(|| {
         super::error::Fail(format!("infra process {child} died right after start"))
     })?;
+    undo.pin_dir = Some(spec.pin_dir.clone());
     std::fs::create_dir_all(&spec.pin_dir)
         .ctx(|| format!("create pin directory {}", spec.pin_dir.display()))?;
     for &kind in &spec.new_namespaces {
@@ -103,6 +109,7 @@ fn launch(spec: &InfraSpec) -> Res<Launched> {
     mount_shm(&spec.shm_dir, spec.shm_size_bytes)?;
     undo.infra = None;
     undo.pins.clear();
+    undo.pin_dir = None;
     undo.shm = None;
     Ok(Launched {
         pid: child.as_raw(),
@@ -117,6 +124,7 @@ fn infra_main(spec: &InfraSpec, ready: OwnedFd) -> ! {
         Ok(signals) => {
             write_quietly(&ready, b"ok");
             drop(ready);
+            trim_memory();
             pause_and_reap(&signals)
         }
         Err(e) => {

@@ -77,17 +77,31 @@ fn emit_line(mut line: &[u8], max: usize, emit: &mut dyn FnMut(&[u8], bool)) {
     emit(line, false);
 }
 
-/// RFC 3339 UTC with nanoseconds, e.g. `2026-12-03T13:41:25.123456789Z`.
-pub fn rfc3339_nano(secs: i64, nanos: u32) -> String {
+/// Length of an [`rfc3339_nano`] timestamp.
+pub const TIMESTAMP_LEN: usize = 30;
+
+/// RFC 3339 UTC with nanoseconds, e.g. `2026-12-03T13:41:25.123456789Z` (years 0..=9999).
+/// Hand-formatted: the monitor calls it for every read, and core::fmt is a lot of code to keep
+/// paged in for a process that should stay small.
+pub fn rfc3339_nano(secs: i64, nanos: u32) -> [u8; TIMESTAMP_LEN] {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let mut out = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(m));
+    put(8, 2, u64::from(d));
+    put(11, 2, (rem / 3600) as u64);
+    put(14, 2, (rem % 3600 / 60) as u64);
+    put(17, 2, (rem % 60) as u64);
+    put(20, 9, u64::from(nanos.min(999_999_999)));
+    out
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
@@ -122,9 +136,9 @@ pub struct LogWriter<'a> {
 impl LogWriter<'_> {
     /// Write one record. A failed write is dropped (nowhere to report it; the workload must
     /// not block on a full disk).
-    pub fn record(&self, timestamp: &str, text: &[u8], partial: bool, buf: &mut Vec<u8>) {
+    pub fn record(&self, timestamp: &[u8], text: &[u8], partial: bool, buf: &mut Vec<u8>) {
         buf.clear();
-        buf.extend_from_slice(timestamp.as_bytes());
+        buf.extend_from_slice(timestamp);
         buf.push(b' ');
         buf.extend_from_slice(self.stream.as_bytes());
         buf.extend_from_slice(if partial { b" P " } else { b" F " });
@@ -234,20 +248,18 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(rfc3339_nano(0, 0), "1970-01-01T00:00:00.000000000Z");
+        let ts = |s, n| String::from_utf8(rfc3339_nano(s, n).to_vec()).unwrap();
+        assert_eq!(ts(0, 0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(
-            rfc3339_nano(1_796_305_285, 123_456_789),
+            ts(1_796_305_285, 123_456_789),
             "2026-12-03T13:41:25.123456789Z"
         );
         // Leap day, and agreement with chrono over a range of dates.
-        assert_eq!(
-            rfc3339_nano(951_782_400, 5),
-            "2000-02-29T00:00:00.000000005Z"
-        );
+        assert_eq!(ts(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
         for secs in (0..4_102_444_800i64).step_by(7_777_777) {
-            let c = chrono::DateTime::from_timestamp(secs, 42).unwrap();
+            let c = chrono::DateTime::from_timestamp(secs, 987_654_321).unwrap();
             assert_eq!(
-                rfc3339_nano(secs, 42),
+                ts(secs, 987_654_321),
                 c.format("%Y-%m-%dT%H:%M:%S.%9fZ").to_string()
             );
         }

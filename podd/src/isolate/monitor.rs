@@ -14,12 +14,14 @@ use super::launch::write_atomic;
 use super::logwriter::{now, rfc3339_nano, LineSplitter, LogWriter};
 use super::process::exit_code;
 use super::spec::{ContainerSpec, ExitRecord};
-use super::syscall::exit_now;
+use super::syscall::{exit_now, trim_memory};
 
 /// After the workload exited: stop draining after this long without data...
 const DRAIN_IDLE: Duration = Duration::from_millis(200);
 /// ...or after this long in all (a grandchild may keep writing forever).
 const DRAIN_MAX: Duration = Duration::from_secs(5);
+/// Trim the monitor's memory after this long without output (see `trim_memory`).
+const IDLE_TRIM: Duration = Duration::from_secs(2);
 /// Bytes read per read(2).
 const READ_CHUNK: usize = 8192;
 
@@ -90,6 +92,7 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
     let mut status = None;
     let mut exited_at: Option<Instant> = None;
     let mut finished_at = 0i64;
+    let mut active_since_trim = false;
     loop {
         let open: Vec<usize> = (0..2).filter(|&i| streams[i].fd.is_some()).collect();
         if open.is_empty() && status.is_some() {
@@ -108,10 +111,18 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
         }
         let timeout = if status.is_some() {
             PollTimeout::try_from(DRAIN_IDLE).unwrap_or(PollTimeout::ZERO)
+        } else if active_since_trim {
+            PollTimeout::try_from(IDLE_TRIM).unwrap_or(PollTimeout::ZERO)
         } else {
             PollTimeout::NONE
         };
         let ready = match poll(&mut fds, timeout) {
+            Ok(0) if status.is_none() => {
+                drop(fds);
+                trim_memory();
+                active_since_trim = false;
+                continue;
+            }
             Ok(0) => break, // drained: nothing for DRAIN_IDLE after exit
             Ok(_) => fds
                 .iter()
@@ -121,6 +132,7 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
             Err(_) => break,
         };
         drop(fds);
+        active_since_trim = true;
         for (slot, &i) in open.iter().enumerate() {
             if ready[slot] {
                 streams[i].pump(&mut buf, &mut record);

@@ -10,8 +10,8 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use super::error::{Ctx, IsolateError, Res};
 use super::spec::NsKind;
 
-/// Bind-mount `/proc/PID/ns/<kind>` onto `pin_dir/<kind>` for each kind. On error the pins
-/// made so far are returned in the error path's cleanup by the caller (see `unpin`).
+/// Bind-mount `/proc/PID/ns/<kind>` onto `pin_dir/<kind>` (created empty) and return that
+/// path; the caller undoes it with [`unpin`] on a later failure.
 pub fn pin_namespace(pid: i32, kind: NsKind, pin_dir: &Path) -> Res<PathBuf> {
     let target = pin_dir.join(kind.proc_name());
     fs::OpenOptions::new()

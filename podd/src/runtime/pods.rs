@@ -30,18 +30,14 @@ pub struct PodFilter {
 impl Runtime {
     pub async fn run_pod(self: &Arc<Self>, config: PodConfig) -> Result<String> {
         let id = new_id();
-        let name = config.reserved_name();
-        self.reserve_name("pod sandbox", &name, &id)?;
-        match self.run_pod_reserved(&id, config).await {
-            Ok(()) => Ok(id),
-            Err(e) => {
-                // A clean failure: everything made was undone, so the name is free again.
-                self.release_name(&name);
-                Err(e)
-            }
-        }
+        self.reserve_name("pod sandbox", &config.reserved_name(), &id)?;
+        self.run_pod_reserved(&id, config).await?;
+        Ok(id)
     }
 
+    /// Runs the steps after the name is reserved. A clean failure (everything undone) frees
+    /// the name; an incomplete rollback keeps the record, NotReady, and its name, so that
+    /// StopPodSandbox and RemovePodSandbox can finish the job.
     async fn run_pod_reserved(self: &Arc<Self>, id: &str, config: PodConfig) -> Result<()> {
         let run_dir = self.dirs.pod_run_dir(id);
         let pod_dir = self.dirs.pod_dir(id);
@@ -56,12 +52,20 @@ impl Runtime {
             default_log_dir: pod_dir.join("logs"),
             config,
         };
-        std::fs::create_dir_all(&pod_dir).map_err(Error::io(format!(
-            "create pod directory {}",
-            pod_dir.display()
-        )))?;
+        let name = record.config.reserved_name();
+        if let Err(e) = std::fs::create_dir_all(&pod_dir) {
+            self.release_name(&name);
+            return Err(Error::io(format!(
+                "create pod directory {}",
+                pod_dir.display()
+            ))(e));
+        }
         // Persist first: a crash from here on leaves a NotReady pod that Stop/Remove can clean.
-        self.pod_store.save(id, &record)?;
+        if let Err(e) = self.pod_store.save(id, &record) {
+            let _ = std::fs::remove_dir_all(&pod_dir);
+            self.release_name(&name);
+            return Err(e.into());
+        }
         self.state
             .lock()
             .unwrap()
@@ -96,9 +100,11 @@ impl Runtime {
             }
             Err(e) => {
                 warn!(pod = %id, error = %e, "infra failed to start; rolling back");
-                if let Err(cleanup) = self.forget_pod(&record) {
-                    warn!(pod = %id, error = %cleanup, "rollback incomplete; pod stays NotReady for RemovePodSandbox");
-                    return Err(e.into());
+                match self.forget_pod(&record) {
+                    Ok(()) => self.release_name(&name),
+                    Err(cleanup) => {
+                        warn!(pod = %id, error = %cleanup, "rollback incomplete; pod stays NotReady")
+                    }
                 }
                 Err(e.into())
             }

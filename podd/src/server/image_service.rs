@@ -121,8 +121,22 @@ impl ImageService for ImageSvc {
         &self,
         _: Request<cri::ImageFsInfoRequest>,
     ) -> Rpc<cri::ImageFsInfoResponse> {
-        Err(Status::unimplemented(
-            "podd does not implement ImageFsInfo yet",
-        ))
+        let (root, usage) = self
+            .blocking(|store| (store.root().to_path_buf(), store.usage()))
+            .await;
+        let fs = cri::FilesystemUsage {
+            timestamp: crate::runtime::now_ns(),
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: root.display().to_string(),
+            }),
+            used_bytes: Some(cri::UInt64Value { value: usage.bytes }),
+            inodes_used: Some(cri::UInt64Value {
+                value: usage.inodes,
+            }),
+        };
+        Ok(Response::new(cri::ImageFsInfoResponse {
+            image_filesystems: vec![fs],
+            container_filesystems: Vec::new(),
+        }))
     }
 }

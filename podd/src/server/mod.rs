@@ -1,6 +1,7 @@
 //! The gRPC edge: CRI RuntimeService and ImageService, plus podd's own service, on one unix
 //! socket. Decodes, validates and maps errors (`status`); the work is done by `runtime`.
 
+mod authority;
 mod convert;
 mod image_service;
 mod podd_service;
@@ -17,6 +18,7 @@ use podd_proto::runtime::v1::image_service_server::ImageServiceServer;
 use podd_proto::runtime::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 use tracing::info;
 
 use crate::runtime::Runtime;
@@ -25,6 +27,8 @@ pub use runtime_service::{RUNTIME_API_VERSION, RUNTIME_NAME, RUNTIME_VERSION};
 
 /// kubelet sends and accepts messages far above tonic's 4 MiB default (e.g. ExecSync output).
 const MAX_MESSAGE: usize = 16 << 20;
+/// How long in-flight requests get to finish after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = socket.parent() {
@@ -66,22 +70,32 @@ pub async fn serve(socket: &Path, runtime: Arc<Runtime>) -> anyhow::Result<()> {
     .max_encoding_message_size(MAX_MESSAGE);
     let podd_svc = PoddServer::new(podd_service::PoddSvc { images });
     info!(socket = %socket.display(), "serving CRI");
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        info!("shutting down; pods keep running");
-    };
-    tonic::transport::Server::builder()
+    // Older grpc-go clients (crictl 1.26, critest) send the socket path as `:authority`,
+    // which h2 rejects; see `authority`.
+    let incoming =
+        UnixListenerStream::new(listener).map(|conn| conn.map(authority::AuthorityFix::new));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
         .add_service(runtime_svc)
         .add_service(image_svc)
         .add_service(podd_svc)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await
-        .context("serving gRPC")?;
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(server);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing a SIGTERM handler")?;
+    tokio::select! {
+        res = &mut server => res.context("serving gRPC")?,
+        _ = async { tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} } } => {
+            info!("shutting down; pods keep running");
+            let _ = stop_tx.send(());
+            // Clients may hold idle connections open; don't wait on them for long.
+            if let Ok(res) = tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                res.context("serving gRPC")?;
+            }
+        }
+    }
     let _ = std::fs::remove_file(socket);
     Ok(())
 }
