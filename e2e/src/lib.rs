@@ -14,6 +14,11 @@
 //! (default `info,podd=debug`), `PODD_BIN`/`PODD_SHIM_BIN`/`PODCTL_BIN` to test other binaries.
 //!
 //! Not root: every test fails with [`NEED_ROOT`]; none skips.
+//!
+//! Run: `cargo test -p e2e --no-fail-fast -- --test-threads=2` (as root). Tests are independent
+//! (each has its own podd and temp dir) and may run two at a time; the first test of a run
+//! builds podd/podctl (`cargo build -p podd -p podctl`) and the test image
+//! (`target/e2e/busybox-oci`, shared, file-locked).
 
 pub mod bins;
 pub mod cri;
