@@ -99,6 +99,12 @@ pub fn release_pod(pin_dir: &Path, shm_dir: &Path) -> Result<(), IsolateError> {
             ))
         }
     }
+    release_shm(shm_dir)
+}
+
+/// Unmount a pod's shm tmpfs and remove its directory; idempotent. Done when the pod stops,
+/// so a stopped pod that kubelet keeps around holds no tmpfs memory.
+pub fn release_shm(shm_dir: &Path) -> Result<(), IsolateError> {
     unmount_all(shm_dir)
         .map_err(|e| IsolateError::sys(format!("unmount shm {}", shm_dir.display()), e))?;
     remove_missing_ok(fs::remove_dir(shm_dir), shm_dir)

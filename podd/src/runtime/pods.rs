@@ -155,6 +155,7 @@ impl Runtime {
                 )));
             }
         }
+        isolate::release_shm(&pod.shm_dir)?;
         self.update_pod(&pod.id, |p| p.state = PodState::NotReady)?;
         info!(pod = %pod.id, "pod stopped");
         Ok(())
@@ -190,8 +191,10 @@ impl Runtime {
                 _ => {}
             }
         }
+        // Map entry and file go under one lock: a watcher's update_pod can't re-save it after.
+        let mut st = self.state.lock().unwrap();
+        st.pods.remove(&pod.id);
         self.pod_store.remove(&pod.id)?;
-        self.state.lock().unwrap().pods.remove(&pod.id);
         Ok(())
     }
 

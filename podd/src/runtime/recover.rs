@@ -19,6 +19,10 @@ impl Runtime {
         for d in [&dirs.root, &dirs.run] {
             std::fs::create_dir_all(d)
                 .map_err(Error::io(format!("create state directory {}", d.display())))?;
+            // Container upper dirs and image layers hold setuid files and device nodes that
+            // the container's root made: no other host user may reach them.
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(Error::io(format!("set mode 0700 on {}", d.display())))?;
         }
         let images = Arc::new(ImageStore::open(&dirs.root.join("images"))?);
         let pod_store = RecordStore::<PodRecord>::open(dirs.root.join("state/pods"))?;
