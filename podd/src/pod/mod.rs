@@ -103,6 +103,7 @@ mod tests {
     fn host_network_keeps_host_uts_and_net() {
         let cfg = PodConfig {
             network: NsMode::Node,
+            pid: NsMode::Container,
             ..Default::default()
         };
         assert_eq!(cfg.new_namespaces(), vec![NsKind::Ipc]);

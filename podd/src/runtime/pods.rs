@@ -38,7 +38,6 @@ impl Runtime {
     /// Runs the steps after the name is reserved. A clean failure (everything undone) frees
     /// the name; an incomplete rollback keeps the record, NotReady, and its name, so that
     /// StopPodSandbox and RemovePodSandbox can finish the job.
-
     async fn run_pod_reserved(self: &Arc<Self>, id: &str, config: PodConfig) -> Result<()> {
         let run_dir = self.dirs.pod_run_dir(id);
         let pod_dir = self.dirs.pod_dir(id);
