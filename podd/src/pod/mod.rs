@@ -36,6 +36,9 @@ pub struct PodConfig {
     pub ipc: NsMode,
     pub pid: NsMode,
     pub runtime_handler: String,
+    /// CRI `linux.security_context.privileged`: only such a pod may hold privileged containers.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 impl PodConfig {
