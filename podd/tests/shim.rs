@@ -10,7 +10,8 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use podd::isolate::spec::{
-    BindMount, ContainerSpec, ExecSpec, ExitRecord, InfraSpec, Launched, NsKind, RootfsSpec,
+    default_capabilities, default_masked_paths, default_readonly_paths, BindMount, ContainerSpec,
+    ExecSpec, ExitRecord, InfraSpec, Launched, NsKind, RootfsSpec,
 };
 use podd::isolate::{become_subreaper, release_pod, ProcessHandle, Shim};
 
@@ -112,6 +113,12 @@ impl Pod {
             mounts: vec![],
             log_path: base.join("log"),
             exit_file: base.join("exit"),
+            capabilities: default_capabilities(),
+            ambient_capabilities: vec![],
+            no_new_privs: false,
+            masked_paths: default_masked_paths(),
+            readonly_paths: default_readonly_paths(),
+            privileged: false,
         }
     }
 
@@ -267,6 +274,10 @@ async fn pod_with_two_containers_exec_and_release() {
         cwd: "/".into(),
         uid: 0,
         gid: 0,
+        capabilities: b.capabilities.clone(),
+        ambient_capabilities: vec![],
+        no_new_privs: false,
+        privileged: false,
     };
     let out = shim.exec_sync(&exec(&["echo", "hi"]), None).await.unwrap();
     assert_eq!((out.stdout.as_slice(), out.exit_code), (&b"hi\n"[..], 0));

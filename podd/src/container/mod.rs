@@ -37,6 +37,23 @@ pub struct ContainerConfig {
     /// None: the pod's PID mode.
     pub pid: Option<NsMode>,
     pub readonly_rootfs: bool,
+    /// CRI `capabilities`, each name canonical (`CAP_*`) or "ALL".
+    #[serde(default)]
+    pub add_capabilities: Vec<String>,
+    #[serde(default)]
+    pub drop_capabilities: Vec<String>,
+    #[serde(default)]
+    pub add_ambient_capabilities: Vec<String>,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub no_new_privs: bool,
+    /// Empty: the defaults (see `isolate::spec::DEFAULT_MASKED_PATHS`).
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    /// Empty: the defaults (see `isolate::spec::DEFAULT_READONLY_PATHS`).
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,14 +16,15 @@ use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
-use super::cmd::{drop_privileges, exec_args, reset_signals};
+use super::capabilities::{drop_to, Privileges};
+use super::cmd::{exec_args, reset_signals};
 use super::error::{fail, Ctx, Fail, Res};
 use super::infra::clone_flag;
 use super::launch::{
     fork_detached, pipe_cloexec, read_to_end, stdio_to_devnull, write_quietly, Forked,
 };
 use super::monitor::{supervise, Workload};
-use super::mounts::{pivot_into, prepare_rootfs, remount_root_readonly};
+use super::mounts::{pivot_into, prepare_rootfs, remount_root_readonly, restrict_paths};
 use super::process::process_start_time;
 use super::spec::{ContainerSpec, Launched, NsKind};
 use super::syscall::{cloexec_from, close_fds_except, exit_now, fork, pidfd_open, trim_memory};
@@ -167,8 +168,17 @@ fn workload(
     if spec.rootfs.readonly {
         remount_root_readonly()?;
     }
+    restrict_paths(&spec.masked_paths, &spec.readonly_paths)?;
     umask(Mode::from_bits_truncate(0o022));
-    drop_privileges(spec.uid, spec.gid, &spec.additional_gids)?;
+    drop_to(&Privileges {
+        uid: spec.uid,
+        gid: spec.gid,
+        groups: &spec.additional_gids,
+        capabilities: &spec.capabilities,
+        ambient: &spec.ambient_capabilities,
+        no_new_privs: spec.no_new_privs,
+        privileged: spec.privileged,
+    })?;
     nix::unistd::chdir(cwd).ctx(|| format!("chdir to working directory {}", spec.cwd))?;
     cloexec_from(3).ctx(|| "mark fds close-on-exec")?;
     Err(exec_args(&spec.args, &spec.env).message)

@@ -10,7 +10,8 @@ use nix::sys::signal::{kill, killpg, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::cmd::{drop_privileges, exec_args, reset_signals};
+use super::capabilities::{drop_to, Privileges};
+use super::cmd::{exec_args, reset_signals};
 use super::error::{Ctx, Res};
 use super::process::exit_code;
 use super::spec::ExecSpec;
@@ -81,7 +82,15 @@ fn command(spec: &ExecSpec, parent: Pid) -> ! {
             ));
         }
         reset_signals()?;
-        drop_privileges(spec.uid, spec.gid, &[])?;
+        drop_to(&Privileges {
+            uid: spec.uid,
+            gid: spec.gid,
+            groups: &[],
+            capabilities: &spec.capabilities,
+            ambient: &spec.ambient_capabilities,
+            no_new_privs: spec.no_new_privs,
+            privileged: spec.privileged,
+        })?;
         nix::unistd::chdir(spec.cwd.as_str())
             .ctx(|| format!("chdir to working directory {}", spec.cwd))?;
         cloexec_from(3).ctx(|| "mark fds close-on-exec")

@@ -3,6 +3,7 @@
 //! Daemon side (tokio): [`Shim`] spawns `podd-shim`, [`ProcessHandle`] watches the processes
 //! it leaves behind, [`release_pod`] undoes a pod's host mounts. Shim side (single-threaded,
 //! no tokio): [`shim_main`] and the modules it dispatches to.
+pub mod capabilities;
 pub mod spec;
 
 mod cmd;

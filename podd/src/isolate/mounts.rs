@@ -64,7 +64,12 @@ pub fn prepare_rootfs(spec: &ContainerSpec) -> Res<()> {
     let dev = mount_point(root, Path::new("/dev"), true)?;
     mount_dev(&dev, spec.shm_dir.as_deref())?;
     let sys = mount_point(root, Path::new("/sys"), true)?;
-    mount_fs("sysfs", &sys, common | MsFlags::MS_RDONLY, None)?;
+    let sys_flags = if spec.privileged {
+        common
+    } else {
+        common | MsFlags::MS_RDONLY
+    };
+    mount_fs("sysfs", &sys, sys_flags, None)?;
     for m in &spec.mounts {
         bind_mount(root, m)?;
     }
@@ -202,6 +207,32 @@ pub fn pivot_into(merged: &Path) -> Res<()> {
     nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root into {}", merged.display()))?;
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the old root")?;
     nix::unistd::chdir("/").ctx(|| "chdir / in the new root")
+}
+
+/// After pivot_root, as runc does: bind each of `readonly` read-only onto itself, then hide
+/// each of `masked` (/dev/null over a file, an empty read-only tmpfs over a directory). Paths
+/// resolve inside the new root; missing ones are skipped.
+pub fn restrict_paths(masked: &[String], readonly_paths: &[String]) -> Res<()> {
+    for p in readonly_paths {
+        let path = Path::new(p);
+        if path.symlink_metadata().is_err() {
+            continue;
+        }
+        bind(path, path, MsFlags::MS_REC)?;
+        readonly(path)?;
+    }
+    for p in masked {
+        let path = Path::new(p);
+        match fs::metadata(path) {
+            Err(_) => continue,
+            Ok(m) if m.is_dir() => {
+                mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+                    .ctx(|| format!("mask {p} with a read-only tmpfs"))?
+            }
+            Ok(_) => bind(Path::new("/dev/null"), path, MsFlags::empty())?,
+        }
+    }
+    Ok(())
 }
 
 /// After pivot_root: make the root mount (only it, not /dev/shm etc.) read-only.

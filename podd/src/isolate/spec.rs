@@ -91,6 +91,90 @@ pub struct ContainerSpec {
     pub log_path: PathBuf,
     /// Written atomically by the monitor when the container has exited: an [`ExitRecord`].
     pub exit_file: PathBuf,
+    /// Capabilities (`CAP_*` names) the workload keeps in its bounding, permitted and effective
+    /// sets; every other one is dropped from the bounding set before exec. Inheritable holds
+    /// only the ambient ones (containerd's fix for CVE-2022-24769). After exec, execve's rules
+    /// apply as under runc: root gets them all, a non-root uid only its ambient ones.
+    /// Records written before this field get [`DEFAULT_CAPABILITIES`].
+    #[serde(default = "default_capabilities")]
+    pub capabilities: Vec<String>,
+    /// Raised in the inheritable and ambient sets; each is also in `capabilities`.
+    #[serde(default)]
+    pub ambient_capabilities: Vec<String>,
+    /// `PR_SET_NO_NEW_PRIVS` before exec (CRI `no_new_privs`).
+    #[serde(default)]
+    pub no_new_privs: bool,
+    /// Container paths hidden before exec: /dev/null bound over a file, an empty read-only
+    /// tmpfs over a directory; missing ones are skipped. Empty for a privileged container.
+    #[serde(default = "default_masked_paths")]
+    pub masked_paths: Vec<String>,
+    /// Container paths bound read-only onto themselves before exec; missing ones are skipped.
+    #[serde(default = "default_readonly_paths")]
+    pub readonly_paths: Vec<String>,
+    /// What `capabilities` and the path lists do not already say: /sys is mounted read-write,
+    /// and `capabilities` (every one podd knows) are kept as far as the shim holds them
+    /// instead of all being required.
+    #[serde(default)]
+    pub privileged: bool,
+}
+
+/// The capabilities containerd and CRI-O give a non-privileged container.
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// containerd's default masked paths.
+pub const DEFAULT_MASKED_PATHS: [&str; 12] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// containerd's default read-only paths.
+pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+pub fn default_capabilities() -> Vec<String> {
+    strings(&DEFAULT_CAPABILITIES)
+}
+
+pub fn default_masked_paths() -> Vec<String> {
+    strings(&DEFAULT_MASKED_PATHS)
+}
+
+pub fn default_readonly_paths() -> Vec<String> {
+    strings(&DEFAULT_READONLY_PATHS)
 }
 
 /// `podd-shim exec SPEC`: run a command inside a running container and pass its stdio and exit
@@ -104,6 +188,16 @@ pub struct ExecSpec {
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
+    /// The container's own capability sets and `no_new_privs` (see [`ContainerSpec`]): an
+    /// exec'd command has exactly the privileges of the container's workload.
+    #[serde(default = "default_capabilities")]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub ambient_capabilities: Vec<String>,
+    #[serde(default)]
+    pub no_new_privs: bool,
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// What `infra` and `monitor` print on stdout, one JSON line, once the process is running.
@@ -127,4 +221,23 @@ pub struct ExitRecord {
     pub finished_at: i64,
     /// CRI reason: "Completed" (code 0), "Error", or "OOMKilled".
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_from_before_confinement_get_the_defaults() {
+        let old = r#"{"container_id":"c","rootfs":{"lower":[],"upper":"/u","work":"/w",
+            "merged":"/m","readonly":false},"join":[],"args":["sh"],"env":[],"cwd":"/",
+            "uid":0,"gid":0,"additional_gids":[],"shm_dir":null,"mounts":[],
+            "log_path":"/l","exit_file":"/e"}"#;
+        let spec: ContainerSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(spec.capabilities, default_capabilities());
+        assert_eq!(spec.masked_paths, default_masked_paths());
+        assert_eq!(spec.readonly_paths, default_readonly_paths());
+        assert!(spec.ambient_capabilities.is_empty());
+        assert!(!spec.no_new_privs && !spec.privileged);
+    }
 }

@@ -36,6 +36,9 @@ pub struct PodConfig {
     pub ipc: NsMode,
     pub pid: NsMode,
     pub runtime_handler: String,
+    /// CRI `linux.security_context.privileged`: only such a pod may hold privileged containers.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 impl PodConfig {
@@ -103,6 +106,7 @@ mod tests {
     fn host_network_keeps_host_uts_and_net() {
         let cfg = PodConfig {
             network: NsMode::Node,
+            pid: NsMode::Container,
             ..Default::default()
         };
         assert_eq!(cfg.new_namespaces(), vec![NsKind::Ipc]);

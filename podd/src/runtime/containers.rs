@@ -13,7 +13,11 @@ use crate::container::user::{self, UserRequest};
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
 use crate::error::{Error, Result};
 use crate::image::Image;
-use crate::isolate::spec::{BindMount, ContainerSpec, ExecSpec, ExitRecord, NsKind, RootfsSpec};
+use crate::isolate::capabilities;
+use crate::isolate::spec::{
+    default_masked_paths, default_readonly_paths, BindMount, ContainerSpec, ExecSpec, ExitRecord,
+    NsKind, RootfsSpec,
+};
 use crate::pod::{NsMode, PodRecord, PodState};
 use crate::process::ProcRef;
 
@@ -74,6 +78,76 @@ fn process_args(config: &ContainerConfig, image: &Image) -> Vec<String> {
 fn relative_inside(p: &str) -> bool {
     let path = Path::new(p);
     !p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// What a container may do, resolved from its security context as containerd does.
+#[derive(Debug, PartialEq, Eq)]
+struct Confinement {
+    capabilities: Vec<String>,
+    ambient: Vec<String>,
+    masked_paths: Vec<String>,
+    readonly_paths: Vec<String>,
+}
+
+const SEC: &str = "config.linux.security_context";
+
+/// Privileged: every capability, nothing masked or read-only (add/drop are ignored, as in
+/// containerd). Otherwise the default capabilities adjusted by add/drop, and the CRI path lists
+/// when given, else the defaults.
+fn confinement(
+    config: &ContainerConfig,
+    pod_id: &str,
+    pod_privileged: bool,
+) -> Result<Confinement> {
+    if config.privileged && !pod_privileged {
+        return Err(Error::invalid(
+            format!("{SEC}.privileged"),
+            format!(
+                "pod sandbox {} is not privileged; a privileged container needs a pod with \
+                 linux.security_context.privileged set",
+                pod_id
+            ),
+        ));
+    }
+    let (capabilities, masked_paths, readonly_paths) = if config.privileged {
+        (capabilities::all_names(), Vec::new(), Vec::new())
+    } else {
+        let caps = capabilities::resolve(&config.add_capabilities, &config.drop_capabilities)
+            .map_err(|e| {
+                Error::invalid(
+                    format!("{SEC}.capabilities.{}[{}]", e.list, e.index),
+                    format!("unknown capability {:?}", e.name),
+                )
+            })?;
+        let or_default = |given: &[String], default: fn() -> Vec<String>| {
+            if given.is_empty() {
+                default()
+            } else {
+                given.to_vec()
+            }
+        };
+        (
+            caps,
+            or_default(&config.masked_paths, default_masked_paths),
+            or_default(&config.readonly_paths, default_readonly_paths),
+        )
+    };
+    for (i, c) in config.add_ambient_capabilities.iter().enumerate() {
+        if !capabilities.contains(c) {
+            return Err(Error::invalid(
+                format!("{SEC}.capabilities.add_ambient_capabilities[{i}]"),
+                format!(
+                    "{c} is not in the container's capability set; add it with add_capabilities"
+                ),
+            ));
+        }
+    }
+    Ok(Confinement {
+        capabilities,
+        ambient: config.add_ambient_capabilities.clone(),
+        masked_paths,
+        readonly_paths,
+    })
 }
 
 impl Runtime {
@@ -221,6 +295,7 @@ impl Runtime {
                 format!("{cwd:?} must be absolute"),
             ));
         }
+        let confinement = confinement(&config, &pod.id, pod.config.privileged)?;
         let spec = ContainerSpec {
             container_id: id.to_string(),
             rootfs: RootfsSpec {
@@ -241,6 +316,12 @@ impl Runtime {
             mounts,
             log_path: log_path.clone(),
             exit_file: dir.join("exit.json"),
+            capabilities: confinement.capabilities,
+            ambient_capabilities: confinement.ambient,
+            no_new_privs: config.no_new_privs,
+            masked_paths: confinement.masked_paths,
+            readonly_paths: confinement.readonly_paths,
+            privileged: config.privileged,
         };
         for d in [&spec.rootfs.upper, &spec.rootfs.work, &spec.rootfs.merged] {
             std::fs::create_dir_all(d).map_err(Error::io(format!(
@@ -515,6 +596,10 @@ impl Runtime {
             cwd: c.spec.cwd.clone(),
             uid: c.spec.uid,
             gid: c.spec.gid,
+            capabilities: c.spec.capabilities.clone(),
+            ambient_capabilities: c.spec.ambient_capabilities.clone(),
+            no_new_privs: c.spec.no_new_privs,
+            privileged: c.spec.privileged,
         };
         let out = self.shim.exec_sync(&spec, timeout).await?;
         if out.timed_out {
@@ -540,6 +625,7 @@ fn read_exit(path: &Path) -> Option<ExitRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isolate::spec::default_capabilities;
 
     #[test]
     fn env_overrides_keep_image_order() {
@@ -548,6 +634,74 @@ mod tests {
             &[("A".into(), "2".into()), ("B".into(), "3".into())],
         );
         assert_eq!(env, vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn default_confinement_is_containerds() {
+        let c = confinement(&ContainerConfig::default(), "p", false).unwrap();
+        let mut want = default_capabilities();
+        want.sort();
+        let mut got = c.capabilities.clone();
+        got.sort();
+        assert_eq!(got, want);
+        assert!(c.ambient.is_empty());
+        assert_eq!(c.masked_paths, default_masked_paths());
+        assert_eq!(c.readonly_paths, default_readonly_paths());
+    }
+
+    #[test]
+    fn cri_lists_replace_defaults_and_add_drop_apply() {
+        let config = ContainerConfig {
+            add_capabilities: names(&["ALL"]),
+            drop_capabilities: names(&["CAP_SYS_ADMIN"]),
+            add_ambient_capabilities: names(&["CAP_NET_ADMIN"]),
+            masked_paths: names(&["/proc/version"]),
+            readonly_paths: names(&["/etc"]),
+            ..Default::default()
+        };
+        let c = confinement(&config, "p", false).unwrap();
+        assert_eq!(c.capabilities.len(), capabilities::all_names().len() - 1);
+        assert!(!c.capabilities.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert_eq!(c.ambient, names(&["CAP_NET_ADMIN"]));
+        assert_eq!(c.masked_paths, names(&["/proc/version"]));
+        assert_eq!(c.readonly_paths, names(&["/etc"]));
+    }
+
+    #[test]
+    fn privileged_lifts_everything_but_needs_a_privileged_pod() {
+        let config = ContainerConfig {
+            privileged: true,
+            drop_capabilities: names(&["ALL"]),
+            masked_paths: names(&["/proc/version"]),
+            ..Default::default()
+        };
+        let c = confinement(&config, "p", true).unwrap();
+        assert_eq!(c.capabilities, capabilities::all_names());
+        assert!(c.masked_paths.is_empty() && c.readonly_paths.is_empty());
+        let err = confinement(&config, "p", false).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { field, .. }
+                if field == "config.linux.security_context.privileged"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ambient_outside_the_set_is_refused() {
+        let config = ContainerConfig {
+            add_ambient_capabilities: names(&["CAP_SYS_TIME"]),
+            ..Default::default()
+        };
+        let err = confinement(&config, "p", false).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { field, .. }
+                if field == "config.linux.security_context.capabilities.add_ambient_capabilities[0]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use podd_proto::runtime::v1 as cri;
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountConfig};
 use crate::error::{Error, Result};
 use crate::image::Image;
+use crate::isolate::capabilities;
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
 
 fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -84,10 +85,12 @@ pub fn pod_config(config: Option<cri::PodSandboxConfig>, handler: String) -> Res
             format!("{:?} must be an absolute path", config.log_directory),
         ));
     }
-    let ns = config
+    let pod_sec = config
         .linux
         .as_ref()
-        .and_then(|l| l.security_context.as_ref())
+        .and_then(|l| l.security_context.as_ref());
+    let privileged = pod_sec.is_some_and(|s| s.privileged);
+    let ns = pod_sec
         .and_then(|s| s.namespace_options.clone())
         .unwrap_or_default();
     const NS: &str = "config.linux.security_context.namespace_options";
@@ -108,7 +111,43 @@ pub fn pod_config(config: Option<cri::PodSandboxConfig>, handler: String) -> Res
         ipc: ns_mode(ns.ipc, &format!("{NS}.ipc"), false)?,
         pid: ns_mode(ns.pid, &format!("{NS}.pid"), true)?,
         runtime_handler: handler,
+        privileged,
     })
+}
+
+const SEC: &str = "config.linux.security_context";
+
+/// Canonical capability names (`CAP_*`, or "ALL" where `all_ok`), refusing unknown ones.
+fn capability_names(names: &[String], list: &str, all_ok: bool) -> Result<Vec<String>> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let field = || format!("{SEC}.capabilities.{list}[{i}]");
+            match capabilities::canonical(name) {
+                Some(c) if c == capabilities::ALL && !all_ok => {
+                    Err(Error::invalid(field(), "\"ALL\" is not allowed here"))
+                }
+                Some(c) => Ok(c),
+                None => Err(Error::invalid(
+                    field(),
+                    format!("unknown capability {name:?}"),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Absolute container paths without NUL bytes.
+fn container_paths(paths: &[String], list: &str) -> Result<Vec<String>> {
+    for (i, p) in paths.iter().enumerate() {
+        let field = format!("{SEC}.{list}[{i}]");
+        no_nul(p, &field)?;
+        if !p.starts_with('/') {
+            return Err(Error::invalid(field, format!("{p:?} must be absolute")));
+        }
+    }
+    Ok(paths.to_vec())
 }
 
 pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<ContainerConfig> {
@@ -166,6 +205,16 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         )?),
         None => None,
     };
+    let caps = sec.capabilities.clone().unwrap_or_default();
+    let add_capabilities = capability_names(&caps.add_capabilities, "add_capabilities", true)?;
+    let drop_capabilities = capability_names(&caps.drop_capabilities, "drop_capabilities", true)?;
+    let add_ambient_capabilities = capability_names(
+        &caps.add_ambient_capabilities,
+        "add_ambient_capabilities",
+        false,
+    )?;
+    let masked_paths = container_paths(&sec.masked_paths, "masked_paths")?;
+    let readonly_paths = container_paths(&sec.readonly_paths, "readonly_paths")?;
     Ok(ContainerConfig {
         name: meta.name,
         attempt: meta.attempt,
@@ -191,6 +240,13 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         run_as_username: sec.run_as_username,
         pid,
         readonly_rootfs: sec.readonly_rootfs,
+        add_capabilities,
+        drop_capabilities,
+        add_ambient_capabilities,
+        privileged: sec.privileged,
+        no_new_privs: sec.no_new_privs,
+        masked_paths,
+        readonly_paths,
     })
 }
 
@@ -362,6 +418,138 @@ pub fn image(i: &Image) -> cri::Image {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn busybox(sec: cri::LinuxContainerSecurityContext) -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "a".into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(sec),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn security_context_is_carried_with_canonical_names() {
+        let c = container_config(Some(busybox(cri::LinuxContainerSecurityContext {
+            capabilities: Some(cri::Capability {
+                add_capabilities: strings(&["net_admin", "CAP_SYS_TIME", "all"]),
+                drop_capabilities: strings(&["MKNOD"]),
+                add_ambient_capabilities: strings(&["NET_ADMIN"]),
+            }),
+            privileged: true,
+            no_new_privs: true,
+            masked_paths: strings(&["/proc/version"]),
+            readonly_paths: strings(&["/etc"]),
+            ..Default::default()
+        })))
+        .unwrap();
+        assert_eq!(
+            c.add_capabilities,
+            strings(&["CAP_NET_ADMIN", "CAP_SYS_TIME", "ALL"])
+        );
+        assert_eq!(c.drop_capabilities, strings(&["CAP_MKNOD"]));
+        assert_eq!(c.add_ambient_capabilities, strings(&["CAP_NET_ADMIN"]));
+        assert!(c.privileged && c.no_new_privs);
+        assert_eq!(c.masked_paths, strings(&["/proc/version"]));
+        assert_eq!(c.readonly_paths, strings(&["/etc"]));
+        let plain = container_config(Some(busybox(Default::default()))).unwrap();
+        assert!(!plain.privileged && !plain.no_new_privs);
+        assert!(plain.add_capabilities.is_empty() && plain.masked_paths.is_empty());
+    }
+
+    #[test]
+    fn bad_security_context_names_the_field() {
+        let cases = [
+            (
+                cri::LinuxContainerSecurityContext {
+                    capabilities: Some(cri::Capability {
+                        add_capabilities: strings(&["KILL", "CAP_FLY"]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "config.linux.security_context.capabilities.add_capabilities[1]",
+            ),
+            (
+                cri::LinuxContainerSecurityContext {
+                    capabilities: Some(cri::Capability {
+                        drop_capabilities: strings(&["nope"]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "config.linux.security_context.capabilities.drop_capabilities[0]",
+            ),
+            (
+                cri::LinuxContainerSecurityContext {
+                    capabilities: Some(cri::Capability {
+                        add_ambient_capabilities: strings(&["ALL"]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "config.linux.security_context.capabilities.add_ambient_capabilities[0]",
+            ),
+            (
+                cri::LinuxContainerSecurityContext {
+                    masked_paths: strings(&["proc/kcore"]),
+                    ..Default::default()
+                },
+                "config.linux.security_context.masked_paths[0]",
+            ),
+            (
+                cri::LinuxContainerSecurityContext {
+                    readonly_paths: strings(&["/ok", "/a\0b"]),
+                    ..Default::default()
+                },
+                "config.linux.security_context.readonly_paths[1]",
+            ),
+        ];
+        for (sec, field) in cases {
+            let err = container_config(Some(busybox(sec))).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument { field: f, .. } if f == field),
+                "want {field}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn pod_privileged_flag() {
+        let mut cfg = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "web".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(
+            !pod_config(Some(cfg.clone()), String::new())
+                .unwrap()
+                .privileged
+        );
+        cfg.linux = Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                privileged: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(pod_config(Some(cfg), String::new()).unwrap().privileged);
+    }
 
     #[test]
     fn pod_without_metadata_names_the_field() {
