@@ -17,6 +17,8 @@ use tonic::transport::Channel;
 
 struct Figures {
     latencies: Vec<Duration>,
+    /// Per pod: RunPodSandbox, CreateContainer, StartContainer.
+    phases: Vec<[Duration; 3]>,
     pss_kib: Vec<u64>,
 }
 
@@ -71,6 +73,7 @@ async fn measure(
 ) -> Result<Figures> {
     let mut ids = Vec::new();
     let mut latencies = Vec::new();
+    let mut phases = Vec::new();
     let tag = std::process::id();
     // One warm-up pod, not counted: first-use costs (page cache, lazy init) are not per pod.
     for i in 0..=pods {
@@ -90,6 +93,7 @@ async fn measure(
         }))
         .await?
         .pod_sandbox_id;
+        let t1 = Instant::now();
         let cid = rpc(client.create_container(cri::CreateContainerRequest {
             pod_sandbox_id: id.clone(),
             config: Some(container),
@@ -97,12 +101,15 @@ async fn measure(
         }))
         .await?
         .container_id;
+        let t2 = Instant::now();
         rpc(client.start_container(cri::StartContainerRequest {
             container_id: cid.clone(),
         }))
         .await?;
         if i > 0 {
-            latencies.push(t0.elapsed());
+            let t3 = Instant::now();
+            latencies.push(t3 - t0);
+            phases.push([t1 - t0, t2 - t1, t3 - t2]);
         }
         ids.push((id, cid));
     }
@@ -146,6 +153,7 @@ async fn measure(
     }
     Ok(Figures {
         latencies,
+        phases,
         pss_kib: pss,
     })
 }
@@ -156,6 +164,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 struct Summary {
+    /// Medians of RunPodSandbox, CreateContainer, StartContainer.
+    phase_ms: [f64; 3],
     median_ms: f64,
     p95_ms: f64,
     pss_kib: f64,
@@ -166,7 +176,13 @@ fn summarize(f: &Figures) -> Summary {
     ms.sort_by(f64::total_cmp);
     let mut kib: Vec<f64> = f.pss_kib.iter().map(|&k| k as f64).collect();
     kib.sort_by(f64::total_cmp);
+    let phase = |k: usize| {
+        let mut v: Vec<f64> = f.phases.iter().map(|p| p[k].as_secs_f64() * 1e3).collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 50.0)
+    };
     Summary {
+        phase_ms: [phase(0), phase(1), phase(2)],
         median_ms: percentile(&ms, 50.0),
         p95_ms: percentile(&ms, 95.0),
         pss_kib: percentile(&kib, 50.0),
@@ -220,13 +236,13 @@ async fn main() -> Result<()> {
     println!("and runtime memory per pod (PSS, median over the {pods} pods running together)");
     println!();
     println!(
-        "{:<12} {:>12} {:>12} {:>14}",
-        "runtime", "median ms", "p95 ms", "PSS KiB/pod"
+        "{:<12} {:>12} {:>12} {:>14}   {}",
+        "runtime", "median ms", "p95 ms", "PSS KiB/pod", "median ms of runp / create / start"
     );
     let row = |name: &str, s: &Summary| {
         println!(
-            "{:<12} {:>12.2} {:>12.2} {:>14.0}",
-            name, s.median_ms, s.p95_ms, s.pss_kib
+            "{:<12} {:>12.2} {:>12.2} {:>14.0}   {:.2} / {:.2} / {:.2}",
+            name, s.median_ms, s.p95_ms, s.pss_kib, s.phase_ms[0], s.phase_ms[1], s.phase_ms[2]
         )
     };
     row("podd", &ours);
