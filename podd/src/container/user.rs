@@ -16,7 +16,16 @@ pub struct Ids {
 /// The topmost copy of `rel` (e.g. "etc/passwd") among image layers given topmost first.
 fn image_file(layers: &[PathBuf], rel: &str) -> Option<String> {
     layers.iter().find_map(|l| {
-        let p = l.join(rel);
+        // Never follow a symlink: a layer's `etc -> /etc` would read the host's files.
+        let mut p = l.clone();
+        let (dirs, file) = rel.rsplit_once('/').unwrap_or(("", rel));
+        for d in dirs.split('/').filter(|d| !d.is_empty()) {
+            p.push(d);
+            if !fs::symlink_metadata(&p).ok()?.file_type().is_dir() {
+                return None;
+            }
+        }
+        p.push(file);
         // Only regular files count: a whiteout (char device) means deleted in that layer.
         let meta = fs::symlink_metadata(&p).ok()?;
         if meta.file_type().is_file() {
@@ -124,6 +133,16 @@ mod tests {
             run_as_username: username,
             image_user,
         }
+    }
+
+    #[test]
+    fn never_reads_through_a_symlinked_directory() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", d.path().join("etc")).unwrap();
+        let layers = vec![d.path().to_path_buf()];
+        // The host's /etc/passwd has root; through the symlink "root" would resolve.
+        let err = resolve(&req("root", ""), &layers).unwrap_err().to_string();
+        assert!(err.contains("not in the image"), "{err}");
     }
 
     #[test]

@@ -156,6 +156,10 @@ impl Runtime {
         pod_id: &str,
         config: ContainerConfig,
     ) -> Result<String> {
+        // Under the pod's lock, so that a concurrent Stop/RemovePodSandbox can't leave a
+        // container behind in a pod that is going away.
+        let pod_lock = self.op_lock(&self.pod(pod_id)?.id);
+        let _pod_guard = pod_lock.lock().await;
         let pod = self.pod(pod_id)?;
         if pod.state != PodState::Ready {
             return Err(Error::FailedPrecondition(format!(
@@ -359,6 +363,9 @@ impl Runtime {
 
     pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
         let c = self.container(id)?;
+        // Lock order everywhere: pod, then container.
+        let pod_lock = self.op_lock(&c.pod_id);
+        let _pod_guard = pod_lock.lock().await;
         let lock = self.op_lock(&c.id);
         let _guard = lock.lock().await;
         let c = self.container(&c.id)?;

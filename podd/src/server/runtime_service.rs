@@ -32,6 +32,17 @@ fn unimplemented<T>(rpc: &str) -> Rpc<T> {
     )))
 }
 
+/// Runs a state-changing step to its end even if the client hangs up or times out: tonic drops
+/// a handler's future when the request is cancelled, which would skip the step's rollback.
+async fn detached<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(fut)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(Status::from)
+}
+
 fn required_id(id: &str, field: &str) -> Result<(), Status> {
     if id.is_empty() {
         return Err(Error::invalid(field, "is required").into());
@@ -79,7 +90,8 @@ impl RuntimeService for RuntimeSvc {
     ) -> Rpc<cri::RunPodSandboxResponse> {
         let req = req.into_inner();
         let config = convert::pod_config(req.config, req.runtime_handler)?;
-        let pod_sandbox_id = self.runtime.run_pod(config).await?;
+        let rt = Arc::clone(&self.runtime);
+        let pod_sandbox_id = detached(async move { rt.run_pod(config).await }).await?;
         Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
@@ -89,7 +101,8 @@ impl RuntimeService for RuntimeSvc {
     ) -> Rpc<cri::StopPodSandboxResponse> {
         let id = req.into_inner().pod_sandbox_id;
         required_id(&id, "pod_sandbox_id")?;
-        self.runtime.stop_pod(&id).await?;
+        let rt = Arc::clone(&self.runtime);
+        detached(async move { rt.stop_pod(&id).await }).await?;
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -99,7 +112,8 @@ impl RuntimeService for RuntimeSvc {
     ) -> Rpc<cri::RemovePodSandboxResponse> {
         let id = req.into_inner().pod_sandbox_id;
         required_id(&id, "pod_sandbox_id")?;
-        self.runtime.remove_pod(&id).await?;
+        let rt = Arc::clone(&self.runtime);
+        detached(async move { rt.remove_pod(&id).await }).await?;
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -153,10 +167,9 @@ impl RuntimeService for RuntimeSvc {
         let req = req.into_inner();
         required_id(&req.pod_sandbox_id, "pod_sandbox_id")?;
         let config = convert::container_config(req.config)?;
-        let container_id = self
-            .runtime
-            .create_container(&req.pod_sandbox_id, config)
-            .await?;
+        let rt = Arc::clone(&self.runtime);
+        let pod = req.pod_sandbox_id;
+        let container_id = detached(async move { rt.create_container(&pod, config).await }).await?;
         Ok(Response::new(cri::CreateContainerResponse { container_id }))
     }
 
@@ -166,7 +179,8 @@ impl RuntimeService for RuntimeSvc {
     ) -> Rpc<cri::StartContainerResponse> {
         let id = req.into_inner().container_id;
         required_id(&id, "container_id")?;
-        self.runtime.start_container(&id).await?;
+        let rt = Arc::clone(&self.runtime);
+        detached(async move { rt.start_container(&id).await }).await?;
         Ok(Response::new(cri::StartContainerResponse {}))
     }
 
@@ -176,9 +190,8 @@ impl RuntimeService for RuntimeSvc {
     ) -> Rpc<cri::StopContainerResponse> {
         let req = req.into_inner();
         required_id(&req.container_id, "container_id")?;
-        self.runtime
-            .stop_container(&req.container_id, req.timeout)
-            .await?;
+        let rt = Arc::clone(&self.runtime);
+        detached(async move { rt.stop_container(&req.container_id, req.timeout).await }).await?;
         Ok(Response::new(cri::StopContainerResponse {}))
     }
 
@@ -188,7 +201,8 @@ impl RuntimeService for RuntimeSvc {
     ) -> Rpc<cri::RemoveContainerResponse> {
         let id = req.into_inner().container_id;
         required_id(&id, "container_id")?;
-        self.runtime.remove_container(&id).await?;
+        let rt = Arc::clone(&self.runtime);
+        detached(async move { rt.remove_container(&id).await }).await?;
         Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
