@@ -4,9 +4,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
-use hyper_util::rt::TokioIo;
 use podd_proto::runtime::v1 as cri;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 use crate::image::TEST_IMAGE;
 
@@ -35,16 +34,7 @@ pub async fn connect(socket: &Path) -> Result<Channel> {
 }
 
 async fn connect_here(socket: &Path) -> Result<Channel> {
-    let path = socket.to_path_buf();
-    // The URI is required by the API but unused: every connection goes to the socket.
-    Endpoint::try_from("http://podd.invalid")?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(&path).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        }))
+    podd_proto::connect_unix(socket)
         .await
         .with_context(|| format!("connecting to {}", socket.display()))
 }

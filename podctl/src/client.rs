@@ -4,12 +4,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hyper_util::rt::TokioIo;
 use podd_proto::podd::v1::podd_client::PoddClient;
 use podd_proto::runtime::v1::image_service_client::ImageServiceClient;
 use podd_proto::runtime::v1::runtime_service_client::RuntimeServiceClient;
-use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 pub const DEFAULT_SOCKET: &str = "/run/podd/podd.sock";
 
@@ -55,13 +53,7 @@ pub struct Clients {
 }
 
 pub async fn connect(socket: &Path) -> Result<Clients> {
-    let path = socket.to_path_buf();
-    // The URI is required by tonic and unused: every connection goes to the socket.
-    let channel = Endpoint::from_static("http://podd.invalid")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-        }))
+    let channel = podd_proto::connect_unix(socket)
         .await
         .map_err(|e| anyhow::anyhow!(root_cause(&e)))
         .with_context(|| {

@@ -29,5 +29,24 @@ pub mod podd {
     }
 }
 
+/// A gRPC channel to a CRI server on a unix socket (podd's, or any other runtime's).
+///
+/// Every connection goes to `socket`; the HTTP authority sent is `localhost`, as kubelet sends
+/// it, so strict HTTP/2 servers accept it.
+pub async fn connect_unix(
+    socket: impl AsRef<std::path::Path>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let path = socket.as_ref().to_path_buf();
+    tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+}
+
 #[cfg(test)]
 mod tests;
