@@ -35,6 +35,8 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, never in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("podd must run as root: it creates namespaces and mounts");
