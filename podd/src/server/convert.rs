@@ -95,11 +95,9 @@ pub fn pod_config(config: Option<cri::PodSandboxConfig>, handler: String) -> Res
         .unwrap_or_default();
     const NS: &str = "config.linux.security_context.namespace_options";
     Ok(PodConfig {
-        hostname: if config.hostname.is_empty() {
-            meta.name.clone()
-        } else {
-            config.hostname.clone()
-        },
+        // Empty: the pod's new UTS namespace keeps the node's hostname, as containerd does
+        // (kubelet always sends the pod's hostname).
+        hostname: config.hostname.clone(),
         name: meta.name,
         uid: meta.uid,
         namespace: meta.namespace,
@@ -558,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn pod_defaults_hostname_and_modes() {
+    fn pod_keeps_empty_hostname_and_defaults_modes() {
         let cfg = cri::PodSandboxConfig {
             metadata: Some(cri::PodSandboxMetadata {
                 name: "web".into(),
@@ -569,7 +567,7 @@ mod tests {
             ..Default::default()
         };
         let p = pod_config(Some(cfg), String::new()).unwrap();
-        assert_eq!(p.hostname, "web");
+        assert_eq!(p.hostname, "");
         assert_eq!(
             (p.network, p.ipc, p.pid),
             (NsMode::Pod, NsMode::Pod, NsMode::Pod)
