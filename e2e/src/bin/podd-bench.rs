@@ -236,8 +236,8 @@ async fn main() -> Result<()> {
     println!("and runtime memory per pod (PSS, median over the {pods} pods running together)");
     println!();
     println!(
-        "{:<12} {:>12} {:>12} {:>14}   {}",
-        "runtime", "median ms", "p95 ms", "PSS KiB/pod", "median ms of runp / create / start"
+        "{:<12} {:>12} {:>12} {:>14}   median ms of runp / create / start",
+        "runtime", "median ms", "p95 ms", "PSS KiB/pod"
     );
     let row = |name: &str, s: &Summary| {
         println!(
