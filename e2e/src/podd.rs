@@ -51,6 +51,8 @@ pub struct Podd {
     counter: AtomicU32,
     /// container id -> host path of its CRI log, as the harness asked for it.
     log_paths: Mutex<HashMap<String, PathBuf>>,
+    /// `--shim` for the next start instead of the podd-shim under test (see [`Podd::use_shim`]).
+    shim: Option<PathBuf>,
 }
 
 struct Reaper {
@@ -106,6 +108,7 @@ impl Podd {
             api: PoddClient::new(lazy_channel()),
             counter: AtomicU32::new(0),
             log_paths: Mutex::new(HashMap::new()),
+            shim: None,
         };
         std::fs::create_dir_all(&podd.log_root)?;
         podd.start_daemon().await?;
@@ -139,7 +142,10 @@ impl Podd {
     async fn start_daemon(&mut self) -> Result<()> {
         self.starts += 1;
         let podd_bin = bins::podd()?;
-        let shim = bins::podd_shim()?;
+        let shim = match &self.shim {
+            Some(path) => path.clone(),
+            None => bins::podd_shim()?,
+        };
         let log_path = self.podd_log_path(self.starts);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
@@ -258,6 +264,12 @@ impl Podd {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+
+    /// The `--shim` the next [`Podd::restart`] passes (e.g. a wrapper around
+    /// [`bins::podd_shim`] that stretches a crash window); None: the podd-shim under test.
+    pub fn use_shim(&mut self, shim: Option<PathBuf>) {
+        self.shim = shim;
     }
 
     /// Starts a new podd (under a new reaper) on the same socket, root dir and run dir.

@@ -78,6 +78,7 @@ impl Pod {
             hostname: Some("podhost".into()),
             shm_dir: self.path("shm"),
             shm_size_bytes: 1 << 20,
+            launched_file: self.path("run/infra.json"),
         }
     }
 
@@ -113,6 +114,7 @@ impl Pod {
             mounts: vec![],
             log_path: base.join("log"),
             exit_file: base.join("exit"),
+            launched_file: base.join("launched.json"),
             capabilities: default_capabilities(),
             ambient_capabilities: vec![],
             no_new_privs: false,
@@ -222,6 +224,11 @@ async fn pod_with_two_containers_exec_and_release() {
         .await
         .expect("start_infra");
     pod.track(&infra);
+    let written = Launched::read(&pod.path("run/infra.json")).expect("infra launched file");
+    assert_eq!(
+        (written.pid, written.start_time),
+        (infra.pid, infra.start_time)
+    );
     for kind in ["net", "ipc", "uts"] {
         assert!(pod.path("pins").join(kind).exists());
     }
@@ -245,6 +252,25 @@ async fn pod_with_two_containers_exec_and_release() {
     let b = pod.container_spec("b", false, "sleep 300");
     let lb = shim.start_container(&b).await.expect("start container b");
     pod.track(&lb);
+    // The monitor wrote what it started before reporting, with its own start time.
+    assert_eq!(Launched::read(&b.launched_file).as_ref(), Some(&lb));
+    let monitor = lb.monitor_pid.unwrap();
+    assert_eq!(
+        lb.monitor_start_time,
+        podd::isolate::process_start_time(monitor)
+    );
+    // The spec came on stdin: the monitor's command line names only the verb and the id.
+    let cmdline = fs::read(format!("/proc/{monitor}/cmdline")).unwrap();
+    let argv: Vec<&[u8]> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .collect();
+    assert_eq!(
+        &argv[1..],
+        [&b"monitor"[..], b"b"],
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
     assert!(
         !Path::new("/etc/podd-test-bin").exists(),
         "a mount through an image symlink to /etc landed on the host"
@@ -268,7 +294,9 @@ async fn pod_with_two_containers_exec_and_release() {
 
     // ExecSync in container b.
     let exec = |args: &[&str]| ExecSpec {
+        container_id: "b".into(),
         pid: lb.pid,
+        start_time: lb.start_time,
         args: args.iter().map(|s| s.to_string()).collect(),
         env: vec!["PATH=/bin".into()],
         cwd: "/".into(),
@@ -291,6 +319,14 @@ async fn pod_with_two_containers_exec_and_release() {
     assert_eq!(out.stdout, b"podhost\n");
     assert_eq!(out.stderr, b"oops\n");
     assert_eq!((out.exit_code, out.timed_out), (7, false));
+    // A start time that is not the workload's (a reused pid) is refused.
+    let mut stale = exec(&["echo", "hi"]);
+    stale.start_time += 1;
+    let err = shim.exec_sync(&stale, None).await.unwrap_err().to_string();
+    assert!(
+        err.contains("is no longer the container's workload"),
+        "{err}"
+    );
     let out = shim.exec_sync(&exec(&["nosuch"]), None).await.unwrap();
     assert_eq!(out.exit_code, 127);
     assert!(
@@ -370,7 +406,7 @@ async fn pod_sharing_one_pid_namespace() {
     let spec = pod.container_spec(
         "c",
         true,
-        "cat /proc/1/cmdline; echo; echo $$; sleep 300 & sleep 0.2; exit 0",
+        "cat /proc/1/cmdline; echo; echo $$; sleep 3011 & sleep 0.2; exit 0",
     );
     let launched = shim.start_container(&spec).await.unwrap();
     pod.track(&launched);
@@ -387,8 +423,18 @@ async fn pod_sharing_one_pid_namespace() {
         records[1].2, "1",
         "the workload is not PID 1 in a shared namespace"
     );
+    // The monitor killed what was left in the container's mount namespace when the workload
+    // exited (the kernel does not: the pod's PID 1 is the infra).
+    let leftover = std::process::Command::new("pgrep")
+        .args(["-x", "-f", "sleep 3011"])
+        .output()
+        .unwrap();
+    assert!(
+        leftover.stdout.is_empty(),
+        "the workload's background child outlived it"
+    );
 
-    // Killing the infra (PID 1 of the pod) kills the orphaned `sleep 300` with it.
+    // Killing the infra (PID 1 of the pod) ends the pod.
     let h = ProcessHandle::open(infra.pid, infra.start_time).unwrap();
     h.signal(Signal::SIGTERM).unwrap();
     tokio::time::timeout(Duration::from_secs(5), h.exited())
@@ -414,9 +460,14 @@ async fn launch_failures_are_reported_and_leave_nothing() {
     let mut spec = pod.container_spec("x", false, "true");
     spec.args = vec!["nosuch".into()];
     let err = shim.start_container(&spec).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "starting container x failed: exec \"nosuch\": not found in PATH=/bin; the command is \
+         not in the image: check command/args and PATH"
+    );
     assert!(
-        err.contains("exec \"nosuch\": not found in PATH=/bin"),
-        "{err}"
+        !spec.launched_file.exists(),
+        "a failed start wrote its launched file"
     );
 
     let mut spec = pod.container_spec("y", false, "true");
@@ -430,11 +481,56 @@ async fn launch_failures_are_reported_and_leave_nothing() {
     let err = shim.start_infra(&bad).await.unwrap_err().to_string();
     assert!(err.contains("UTS"), "{err}");
 
-    // The failed launches left no mount (their monitors exited; the test process, their
-    // subreaper, holds at most their zombies). Stop the infra.
+    // A failure after the infra was forked: the launcher kills it, reaps it, and removes the
+    // launched file it had written.
+    fs::write(pod.path("afile"), b"").unwrap();
+    let mut bad = pod.infra_spec(&[NsKind::Net, NsKind::Uts]);
+    bad.pin_dir = pod.path("afile/pins");
+    bad.shm_dir = pod.path("shm3");
+    bad.launched_file = pod.path("run3/infra.json");
+    let err = shim.start_infra(&bad).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("starting the infra process of pod pod1 failed: create pin directory"),
+        "{err}"
+    );
+    assert!(
+        !bad.launched_file.exists(),
+        "the rollback left the launched file"
+    );
+
+    // The failed launches left no mount and no zombie: the failed monitors and the killed
+    // infra were reaped by their launchers, not handed to the test process (their subreaper,
+    // as podd is), which would never wait for them.
+    assert_no_zombie_children().await;
     let h = ProcessHandle::open(infra.pid, infra.start_time).unwrap();
     h.signal(Signal::SIGTERM).unwrap();
     h.exited().await;
     pod.release();
     assert_eq!(pod.mount_lines(), Vec::<String>::new());
+}
+
+/// Zombie children of this process. Other tests' launchers (reaped by tokio) are zombies
+/// for a moment, so wait for an instant without any.
+async fn assert_no_zombie_children() {
+    let me = std::process::id().to_string();
+    let zombies = || -> Vec<String> {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                let after: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+                after[0] == "Z" && after[1] == me
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let z = zombies();
+        if z.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "zombie children left: {z:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

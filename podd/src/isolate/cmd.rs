@@ -2,6 +2,7 @@
 //! user, reset signal state, resolve argv[0] through `PATH`, execute.
 
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 
 use nix::errno::Errno;
@@ -9,6 +10,7 @@ use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
 use nix::unistd::{Gid, Uid};
 
 use super::error::{Ctx, Fail, Res};
+use super::syscall::close_fds_except;
 
 /// `PATH` used when the environment has none (as runc and Docker do).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -27,6 +29,49 @@ pub fn reset_signals() -> Res<()> {
     // SAFETY: installing SIG_DFL runs no handler code; the process is single-threaded.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.ctx(|| "reset SIGPIPE")?;
     SigSet::all().thread_unblock().ctx(|| "unblock signals")
+}
+
+/// Enter the working directory safely (youki's answer to CVE-2024-21626): close every fd
+/// above 2 but `keep` first, so that no inherited handle on a host directory can become the
+/// cwd (`/proc/self/fd/N`), then check that the cwd is inside the current root. Only for the
+/// last steps of a freshly forked process: the `OwnedFd`s of its callers' frames must never be
+/// used or dropped again.
+pub fn enter_cwd(cwd: &str, keep: &[RawFd]) -> Res<()> {
+    close_fds_except(keep).ctx(|| "close inherited fds")?;
+    nix::unistd::chdir(cwd).ctx(|| format!("chdir to working directory {cwd}"))?;
+    check_cwd_inside_root(nix::unistd::getcwd(), cwd)
+}
+
+/// `getcwd` fails (ENOENT) or names an "(unreachable)" path when the cwd is outside the
+/// process's root.
+fn check_cwd_inside_root(got: nix::Result<std::path::PathBuf>, cwd: &str) -> Res<()> {
+    match got {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) => Err(Fail(format!(
+            "working directory {cwd} is outside the container's root ({})",
+            p.display()
+        ))),
+        Err(e) => Err(Fail(format!(
+            "working directory {cwd} is outside the container's root (getcwd: {e:?})"
+        ))),
+    }
+}
+
+/// What to do about a command that could not be executed, appended to the error.
+fn exec_hint(not_found: bool, err: Option<Errno>) -> &'static str {
+    match err {
+        _ if not_found => "the command is not in the image: check command/args and PATH",
+        Some(Errno::ENOENT) => {
+            "the command (or the interpreter on its #! line) is not in the image: check \
+             command/args and PATH"
+        }
+        Some(Errno::EACCES) | Some(Errno::EPERM) => {
+            "it is not executable by the container's user: check the file's mode and owner \
+             (and that it is not a directory)"
+        }
+        Some(Errno::ENOEXEC) => "it is not a binary for this machine nor a script starting with #!",
+        _ => "check command/args",
+    }
 }
 
 /// Resolve `arg0` like execvp: as given when it has a '/', else the first executable regular
@@ -83,7 +128,12 @@ pub fn exec_args(args: &[String], env: &[String]) -> ExecFailure {
     };
     let program = match resolve(arg0, env) {
         Ok(p) => p,
-        Err(message) => return ExecFailure { message, code: 127 },
+        Err(message) => {
+            return ExecFailure {
+                message: Fail(format!("{message}; {}", exec_hint(true, None))),
+                code: 127,
+            }
+        }
     };
     let prepared = CString::new(program.as_str())
         .map_err(|_| ExecFailure {
@@ -101,7 +151,11 @@ pub fn exec_args(args: &[String], env: &[String]) -> ExecFailure {
     };
     let code = if err == Errno::ENOENT { 127 } else { 126 };
     ExecFailure {
-        message: Fail(format!("exec {program:?}: {err:?} ({})", err.desc())),
+        message: Fail(format!(
+            "exec {program:?}: {err:?} ({}); {}",
+            err.desc(),
+            exec_hint(false, Some(err))
+        )),
         code,
     }
 }
@@ -121,6 +175,37 @@ mod tests {
             err.0,
             "exec \"nosuch-cmd\": not found in PATH=/nonexistent:/bin:/usr/bin"
         );
+    }
+
+    #[test]
+    fn exec_failures_say_what_to_do() {
+        let f = exec_args(
+            &["nosuch-cmd".to_string()],
+            &["PATH=/nonexistent".to_string()],
+        );
+        assert_eq!(f.code, 127);
+        assert_eq!(
+            f.message.0,
+            "exec \"nosuch-cmd\": not found in PATH=/nonexistent; the command is not in the \
+             image: check command/args and PATH"
+        );
+        let f = exec_args(&["/nonexistent".to_string()], &[]);
+        assert_eq!(f.code, 127);
+        assert!(
+            f.message.0.starts_with("exec \"/nonexistent\": ENOENT")
+                && f.message.0.contains("check command/args and PATH"),
+            "{}",
+            f.message.0
+        );
+    }
+
+    #[test]
+    fn a_cwd_outside_the_root_is_refused() {
+        assert!(check_cwd_inside_root(Ok("/work".into()), "/work").is_ok());
+        let err = check_cwd_inside_root(Ok("(unreachable)/sys/fs".into()), "/x").unwrap_err();
+        assert!(err.0.contains("outside the container's root"), "{}", err.0);
+        let err = check_cwd_inside_root(Err(Errno::ENOENT), "/x").unwrap_err();
+        assert!(err.0.contains("ENOENT"), "{}", err.0);
     }
 
     #[test]

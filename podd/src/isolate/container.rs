@@ -3,38 +3,43 @@
 //! launcher ─fork─> intermediate ─fork─> monitor ─fork─> workload (new mnt [+pid] ns) ─exec
 //! The launcher waits for the monitor's verdict (a `Launched` JSON or an error text) on a pipe,
 //! prints it and exits; the monitor then copies the workload's output into the CRI log and
-//! writes the exit file (see `monitor.rs`).
+//! writes the exit file (see `monitor.rs`). The monitor writes the launched file before its
+//! verdict, so a podd killed before it recorded the start still finds both processes.
 
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
 use super::capabilities::{drop_to, Privileges};
-use super::cmd::{exec_args, reset_signals};
+use super::cmd::{enter_cwd, exec_args, reset_signals};
 use super::error::{fail, Ctx, Fail, Res};
 use super::infra::clone_flag;
 use super::launch::{
-    fork_detached, pipe_cloexec, read_to_end, stdio_to_devnull, write_quietly, Forked,
+    fork_detached, pipe_cloexec, read_to_end, reap, stdio_to_devnull, write_launched,
+    write_quietly, Forked,
 };
+use super::logwriter::now_ns;
 use super::monitor::{supervise, Workload};
 use super::mounts::{pivot_into, prepare_rootfs, remount_root_readonly, restrict_paths};
 use super::process::process_start_time;
 use super::spec::{ContainerSpec, Launched, NsKind};
-use super::syscall::{cloexec_from, close_fds_except, exit_now, fork, pidfd_open, trim_memory};
+use super::syscall::{close_fds_except, exit_now, fork, pidfd_open, trim_memory};
 
-/// Entry point: print the `Launched` line and return 0, or the error on stderr and 1.
+/// Entry point: print the `Launched` line and return 0, or the error on stderr and 1 (podd
+/// says whose start it was).
 pub fn run(spec: ContainerSpec) -> i32 {
     match launch(&spec) {
         Ok(launched) => super::entry::print_launched(&launched),
         Err(e) => {
-            eprintln!("podd-shim monitor for container {}: {e}", spec.container_id);
+            eprintln!("{e}");
             1
         }
     }
@@ -42,35 +47,54 @@ pub fn run(spec: ContainerSpec) -> i32 {
 
 fn launch(spec: &ContainerSpec) -> Res<Launched> {
     let (verdict_rd, verdict_wr) = pipe_cloexec()?;
-    match fork_detached(|| Ok(()))? {
+    let monitor = match fork_detached(|| Ok(()))? {
         Forked::Detached => {
             drop(verdict_rd);
             monitor_main(spec, verdict_wr)
         }
-        Forked::Launcher { .. } => {}
-    }
+        Forked::Launcher { child } => child,
+    };
     drop(verdict_wr);
     let verdict = read_to_end(verdict_rd);
-    if verdict.is_empty() {
-        return fail("the monitor exited before reporting");
+    match serde_json::from_slice::<Launched>(&verdict) {
+        Ok(launched) => Ok(launched),
+        Err(_) => {
+            // The monitor failed and is exiting: it is our child (we are a subreaper), reap it.
+            reap(monitor);
+            if verdict.is_empty() {
+                return fail("the monitor exited before reporting");
+            }
+            Err(Fail(String::from_utf8_lossy(&verdict).into_owned()))
+        }
     }
-    serde_json::from_slice::<Launched>(&verdict)
-        .map_err(|_| Fail(String::from_utf8_lossy(&verdict).into_owned()))
 }
 
-/// The monitor: start the workload, report, supervise, exit.
+/// The monitor: start the workload, write the launched file, report, supervise, exit.
 fn monitor_main(spec: &ContainerSpec, verdict: OwnedFd) -> ! {
-    match start_workload(spec, &verdict) {
+    let started = start_workload(spec, &verdict).and_then(|workload| {
+        let me = nix::unistd::getpid().as_raw();
+        let launched = Launched {
+            pid: workload.pid.as_raw(),
+            start_time: workload.start_time,
+            monitor_pid: Some(me),
+            monitor_start_time: process_start_time(me),
+            started_at: now_ns(),
+        };
+        match write_launched(&spec.launched_file, &launched) {
+            Ok(()) => Ok((workload, launched)),
+            Err(e) => {
+                let _ = kill(workload.pid, Signal::SIGKILL);
+                reap(workload.pid);
+                Err(e)
+            }
+        }
+    });
+    match started {
         Err(e) => {
             write_quietly(&verdict, e.0.as_bytes());
             exit_now(1)
         }
-        Ok(workload) => {
-            let launched = Launched {
-                pid: workload.pid.as_raw(),
-                start_time: workload.start_time,
-                monitor_pid: Some(nix::unistd::getpid().as_raw()),
-            };
+        Ok((workload, launched)) => {
             let json = serde_json::to_vec(&launched).unwrap_or_default();
             write_quietly(&verdict, &json);
             drop(verdict);
@@ -114,7 +138,7 @@ fn start_workload(spec: &ContainerSpec, verdict: &OwnedFd) -> Res<Workload> {
     {
         ForkResult::Child => {
             drop((out_rd, err_rd, fail_rd));
-            let Err(e) = workload(spec, &joins, out_wr, err_wr);
+            let Err(e) = workload(spec, &joins, out_wr, err_wr, fail_wr.as_raw_fd());
             write_quietly(&fail_wr, e.0.as_bytes());
             exit_now(127)
         }
@@ -128,6 +152,13 @@ fn start_workload(spec: &ContainerSpec, verdict: &OwnedFd) -> Res<Workload> {
     }
     let pidfd = pidfd_open(child.as_raw()).ctx(|| format!("pidfd_open {child}"))?;
     let start_time = process_start_time(child.as_raw()).unwrap_or(0);
+    // The workload has exec'd (the failure pipe closed on exec): it is in its own mount
+    // namespace now. Hold that namespace open, then check the pid was still ours.
+    let mnt_ns = File::open(format!("/proc/{child}/ns/mnt"))
+        .and_then(|f| Ok((f.metadata()?.ino(), f)))
+        .ok()
+        .filter(|_| process_start_time(child.as_raw()) == Some(start_time))
+        .map(|(ino, f)| (OwnedFd::from(f), ino));
     Ok(Workload {
         pid: child,
         start_time,
@@ -135,15 +166,19 @@ fn start_workload(spec: &ContainerSpec, verdict: &OwnedFd) -> Res<Workload> {
         stdout: out_rd,
         stderr: err_rd,
         log,
+        mnt_ns,
     })
 }
 
 /// The workload child, from fork to execve. Returns only the reason it could not exec.
+/// `failure` is the close-on-exec pipe the reason goes to; it is the only fd above 2 left open
+/// when the working directory is entered.
 fn workload(
     spec: &ContainerSpec,
     joins: &[(NsKind, OwnedFd)],
     out: OwnedFd,
     err: OwnedFd,
+    failure: RawFd,
 ) -> Result<Infallible, Fail> {
     nix::unistd::dup2_stdout(&out).ctx(|| "dup2 stdout")?;
     nix::unistd::dup2_stderr(&err).ctx(|| "dup2 stderr")?;
@@ -179,7 +214,8 @@ fn workload(
         no_new_privs: spec.no_new_privs,
         privileged: spec.privileged,
     })?;
-    nix::unistd::chdir(cwd).ctx(|| format!("chdir to working directory {}", spec.cwd))?;
-    cloexec_from(3).ctx(|| "mark fds close-on-exec")?;
+    // Nothing of the host may be reachable from the cwd (CVE-2024-21626): the fds of this
+    // frame's callers (namespace files, log, pipes) are never used again in this process.
+    enter_cwd(&spec.cwd, &[failure])?;
     Err(exec_args(&spec.args, &spec.env).message)
 }

@@ -1,24 +1,32 @@
-//! `podd-shim <infra|monitor|exec> <SPEC-JSON>`: argument parsing and dispatch.
+//! `podd-shim <infra|monitor|exec> <ID>`: argument parsing, reading the spec from stdin, and
+//! dispatch. The id is only there for `ps`; the spec (JSON) comes on stdin, read to EOF before
+//! anything else, so that no secret of it is ever in a world-readable /proc/PID/cmdline.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use serde::de::DeserializeOwned;
 
 use super::spec::Launched;
 
-const USAGE: &str = "usage: podd-shim <infra|monitor|exec> <SPEC-JSON>";
+const USAGE: &str = "usage: podd-shim <infra|monitor|exec> <ID> < SPEC-JSON";
 
 /// The shim's `main`; returns the process exit code.
 pub fn shim_main() -> i32 {
     let mut args = std::env::args_os().skip(1);
-    let (Some(cmd), Some(spec), None) = (args.next(), args.next(), args.next()) else {
+    let (Some(cmd), Some(_id), None) = (args.next(), args.next(), args.next()) else {
         eprintln!("{USAGE}");
         return 2;
     };
-    let Some(spec) = spec.to_str().map(str::to_owned) else {
-        eprintln!("podd-shim: the spec is not UTF-8");
+    let mut spec = String::new();
+    if let Err(e) = std::io::stdin().lock().read_to_string(&mut spec) {
+        eprintln!("podd-shim: cannot read the spec from stdin: {e}");
         return 2;
-    };
+    }
+    // What the shim runs (an exec'd command) must not inherit podd's spent pipe.
+    if let Err(e) = super::launch::stdin_to_devnull() {
+        eprintln!("podd-shim: {e}");
+        return 2;
+    }
     match cmd.to_str() {
         Some("infra") => parse(&spec).map_or(2, super::infra::run),
         Some("monitor") => parse(&spec).map_or(2, super::container::run),
@@ -32,7 +40,7 @@ pub fn shim_main() -> i32 {
 
 fn parse<T: DeserializeOwned>(json: &str) -> Option<T> {
     serde_json::from_str(json)
-        .map_err(|e| eprintln!("podd-shim: bad spec: {e}"))
+        .map_err(|e| eprintln!("podd-shim: bad spec on stdin: {e}"))
         .ok()
 }
 

@@ -18,8 +18,8 @@ pub enum IsolateError {
         #[source]
         source: io::Error,
     },
-    /// The shim ran and reported a failure (its stderr).
-    #[error("podd-shim {op} for {id} failed: {message}")]
+    /// The shim ran and reported a failure (its stderr, which carries no prefix of its own).
+    #[error("{} {id} failed: {message}", action(op))]
     Shim {
         op: &'static str,
         id: String,
@@ -43,6 +43,16 @@ pub enum IsolateError {
         #[source]
         source: io::Error,
     },
+}
+
+/// What a shim verb does, for messages: "starting container <id> failed: ...".
+fn action(op: &str) -> &str {
+    match op {
+        "infra" => "starting the infra process of pod",
+        "monitor" => "starting container",
+        "exec" => "exec in",
+        other => other,
+    }
 }
 
 impl IsolateError {
@@ -88,4 +98,26 @@ impl<T> Ctx<T> for io::Result<T> {
 /// Shorthand for an error with a literal message.
 pub fn fail<T>(msg: impl Into<String>) -> Res<T> {
     Err(Fail(msg.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_start_has_one_prefix() {
+        let e = IsolateError::Shim {
+            op: "monitor",
+            id: "c1".into(),
+            message: "exec \"/x\": ENOENT (No such file or directory); the command is not in \
+                      the image: check command/args and PATH"
+                .into(),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("starting container c1 failed: exec \"/x\""),
+            "{text}"
+        );
+        assert_eq!(text.matches("c1").count(), 1, "{text}");
+    }
 }

@@ -11,11 +11,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::capabilities::{drop_to, Privileges};
-use super::cmd::{exec_args, reset_signals};
-use super::error::{Ctx, Res};
-use super::process::exit_code;
+use super::cmd::{enter_cwd, exec_args, reset_signals};
+use super::error::{Ctx, Fail, Res};
+use super::process::{exit_code, process_start_time};
 use super::spec::ExecSpec;
-use super::syscall::{cloexec_from, exit_now, fork};
+use super::syscall::{exit_now, fork};
 
 /// Exit code of the shim when it failed itself (before the command ran); its stderr then
 /// starts with [`FAILURE_PREFIX`].
@@ -50,6 +50,14 @@ fn exec(spec: &ExecSpec) -> Res<i32> {
         let path = format!("/proc/{pid}/ns/{name}");
         let f = File::open(&path).ctx(|| format!("open {path} (is the container running?)"))?;
         files.push((name, flag, f.into()));
+    }
+    // The files were opened while `pid` was the workload only if it still is now: a pid is
+    // not reused while its process exists, and the start time tells a new process apart.
+    if process_start_time(pid) != Some(spec.start_time) {
+        return Err(Fail(format!(
+            "process {pid} is no longer the container's workload (it exited); is the \
+             container running?"
+        )));
     }
     for (name, flag, fd) in &files {
         setns(fd, *flag).ctx(|| format!("join the {name} namespace of process {pid}"))?;
@@ -91,9 +99,7 @@ fn command(spec: &ExecSpec, parent: Pid) -> ! {
             no_new_privs: spec.no_new_privs,
             privileged: spec.privileged,
         })?;
-        nix::unistd::chdir(spec.cwd.as_str())
-            .ctx(|| format!("chdir to working directory {}", spec.cwd))?;
-        cloexec_from(3).ctx(|| "mark fds close-on-exec")
+        enter_cwd(&spec.cwd, &[])
     })();
     if let Err(e) = prepared {
         eprintln!("{e}");

@@ -11,8 +11,10 @@ use nix::unistd::Pid;
 
 use super::error::{fail, Ctx, Res};
 use super::launch::{
-    fork_detached, pipe_cloexec, read_to_end, stdio_to_devnull, write_quietly, Forked,
+    fork_detached, pipe_cloexec, read_to_end, reap, stdio_to_devnull, write_launched,
+    write_quietly, Forked,
 };
+use super::logwriter::now_ns;
 use super::pod::{mount_shm, pin_namespace, unmount_shm, unpin};
 use super::process::process_start_time;
 use super::spec::{InfraSpec, Launched, NsKind};
@@ -28,20 +30,23 @@ pub fn clone_flag(kind: NsKind) -> CloneFlags {
     }
 }
 
-/// Entry point: print the `Launched` line and return 0, or the error on stderr and 1.
+/// Entry point: print the `Launched` line and return 0, or the error on stderr and 1 (podd
+/// says whose launch it was).
 pub fn run(spec: InfraSpec) -> i32 {
     match launch(&spec) {
         Ok(launched) => super::entry::print_launched(&launched),
         Err(e) => {
-            eprintln!("podd-shim infra for pod {}: {e}", spec.pod_id);
+            eprintln!("{e}");
             1
         }
     }
 }
 
-/// Rollback of a half-done launch: kill the infra, unpin, unmount shm.
+/// Rollback of a half-done launch: kill and reap the infra, forget its launched file, unpin,
+/// unmount shm.
 struct Undo {
     infra: Option<Pid>,
+    launched_file: Option<PathBuf>,
     pins: Vec<PathBuf>,
     pin_dir: Option<PathBuf>,
     shm: Option<PathBuf>,
@@ -51,6 +56,10 @@ impl Drop for Undo {
     fn drop(&mut self) {
         if let Some(pid) = self.infra {
             let _ = kill(pid, Signal::SIGKILL);
+            reap(pid);
+        }
+        if let Some(file) = &self.launched_file {
+            let _ = std::fs::remove_file(file);
         }
         for pin in &self.pins {
             unpin(pin);
@@ -84,6 +93,7 @@ fn launch(spec: &InfraSpec) -> Res<Launched> {
     drop(ready_wr);
     let mut undo = Undo {
         infra: Some(child),
+        launched_file: None,
         pins: Vec::new(),
         pin_dir: None,
         shm: None,
@@ -98,6 +108,16 @@ fn launch(spec: &InfraSpec) -> Res<Launched> {
     let start_time = process_start_time(child.as_raw()).ok_or_else(|| {
         super::error::Fail(format!("infra process {child} died right after start"))
     })?;
+    let launched = Launched {
+        pid: child.as_raw(),
+        start_time,
+        monitor_pid: None,
+        monitor_start_time: None,
+        started_at: now_ns(),
+    };
+    // First, so that a podd killed from here on finds the infra after its restart.
+    undo.launched_file = Some(spec.launched_file.clone());
+    write_launched(&spec.launched_file, &launched)?;
     undo.pin_dir = Some(spec.pin_dir.clone());
     std::fs::create_dir_all(&spec.pin_dir)
         .ctx(|| format!("create pin directory {}", spec.pin_dir.display()))?;
@@ -108,14 +128,11 @@ fn launch(spec: &InfraSpec) -> Res<Launched> {
     undo.shm = Some(spec.shm_dir.clone());
     mount_shm(&spec.shm_dir, spec.shm_size_bytes)?;
     undo.infra = None;
+    undo.launched_file = None;
     undo.pins.clear();
     undo.pin_dir = None;
     undo.shm = None;
-    Ok(Launched {
-        pid: child.as_raw(),
-        start_time,
-        monitor_pid: None,
-    })
+    Ok(launched)
 }
 
 /// The infra process itself: set up, say "ok" (or the error) on `ready`, then pause and reap.

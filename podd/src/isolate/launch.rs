@@ -1,8 +1,8 @@
 //! Process plumbing shared by the shim's subcommands: CLOEXEC pipes, whole-pipe reads, stdio
-//! to /dev/null, the double fork that hands a process over to podd, and atomic file writes.
+//! to /dev/null, the double fork that hands a process over to podd, and launched files.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -11,6 +11,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
 
 use super::error::{Ctx, Fail, Res};
+use super::spec::Launched;
 use super::syscall::{exit_now, fork};
 
 /// A pipe whose both ends are close-on-exec.
@@ -38,15 +39,24 @@ pub fn write_quietly(fd: impl AsFd, data: &[u8]) {
     }
 }
 
-/// Point stdin, stdout and stderr at /dev/null, so that nothing keeps the launcher's pipes to
-/// podd open once the launcher has exited.
-pub fn stdio_to_devnull() -> Res<()> {
-    let null = nix::fcntl::open(
+fn open_devnull() -> Res<OwnedFd> {
+    nix::fcntl::open(
         "/dev/null",
         OFlag::O_RDWR | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .ctx(|| "open /dev/null")?;
+    .ctx(|| "open /dev/null")
+}
+
+/// Point stdin at /dev/null (after the spec was read from it).
+pub fn stdin_to_devnull() -> Res<()> {
+    nix::unistd::dup2_stdin(open_devnull()?).ctx(|| "dup2 /dev/null to stdin")
+}
+
+/// Point stdin, stdout and stderr at /dev/null, so that nothing keeps the launcher's pipes to
+/// podd open once the launcher has exited.
+pub fn stdio_to_devnull() -> Res<()> {
+    let null = open_devnull()?;
     nix::unistd::dup2_stdin(&null).ctx(|| "dup2 /dev/null to stdin")?;
     nix::unistd::dup2_stdout(&null).ctx(|| "dup2 /dev/null to stdout")?;
     nix::unistd::dup2_stderr(&null).ctx(|| "dup2 /dev/null to stderr")?;
@@ -58,15 +68,20 @@ pub enum Forked {
     /// The caller, after the intermediate process has exited; `child` is the grandchild's pid
     /// as seen from the caller's PID namespace.
     Launcher { child: Pid },
-    /// The grandchild. Its parent has exited, so it was reparented to the nearest subreaper
-    /// (podd) and is not the launcher's child.
+    /// The grandchild. Its parent has exited, so it was reparented to the launcher (a child
+    /// subreaper); once the launcher exits it moves on to the next subreaper up, podd.
     Detached,
 }
 
 /// Double fork. `in_middle` runs in the intermediate process before the second fork (e.g.
 /// `unshare(CLONE_NEWPID)`, so that the grandchild is PID 1 of the new namespace while the
 /// launcher stays where it is).
+///
+/// The launcher makes itself a child subreaper first: the grandchild stays its child, so a
+/// launcher that fails reaps what it made ([`reap`]) and nothing unwatched is ever handed to
+/// podd, which only reaps the processes it watches.
 pub fn fork_detached(in_middle: impl FnOnce() -> Res<()>) -> Res<Forked> {
+    nix::sys::prctl::set_child_subreaper(true).ctx(|| "prctl(PR_SET_CHILD_SUBREAPER)")?;
     let (rd, wr) = pipe_cloexec()?;
     match fork().ctx(|| "fork")? {
         ForkResult::Parent { child } => {
@@ -105,20 +120,26 @@ pub fn fork_detached(in_middle: impl FnOnce() -> Res<()>) -> Res<Forked> {
     }
 }
 
-/// Replace `path` atomically: write `path.tmp`, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Res<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = Path::new(&tmp);
-    let mut f = File::create(tmp).ctx(|| format!("create {}", tmp.display()))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .ctx(|| format!("write {}", tmp.display()))?;
-    drop(f);
-    std::fs::rename(tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx(|| format!("fsync {}", dir.display()))
+/// Wait for a child of the launcher (one it killed, or one that failed) so that it does not
+/// outlive the launcher as a zombie.
+pub fn reap(pid: Pid) {
+    loop {
+        match waitpid(pid, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Write `launched` to `path` atomically (creating its directory), before success is reported.
+/// An empty path (a record from before launched files) writes nothing.
+pub fn write_launched(path: &Path, launched: &Launched) -> Res<()> {
+    if path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+    }
+    let json = serde_json::to_vec(launched).unwrap_or_default();
+    crate::store::write_atomic(path, &json).map_err(|e| Fail(e.to_string()))
 }

@@ -127,6 +127,12 @@ pub fn now() -> (i64, u32) {
     (d.as_secs() as i64, d.subsec_nanos())
 }
 
+/// Wall-clock now in nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    let (secs, nanos) = now();
+    secs * 1_000_000_000 + i64::from(nanos)
+}
+
 /// Appends CRI records for one stream to the log file.
 pub struct LogWriter<'a> {
     pub file: &'a File,

@@ -26,6 +26,9 @@ pub use entry::shim_main;
 pub use error::IsolateError;
 pub use logwriter::{rfc3339_nano, LineSplitter, MAX_RECORD};
 pub use pod::{release_pod, release_shm};
-pub use process::{become_subreaper, process_start_time, ProcessHandle};
+pub use process::{
+    become_subreaper, kill_container_processes, kill_mount_namespace, process_start_time,
+    ProcessHandle,
+};
 pub use rootfs_path::resolve_in_root;
-pub use shim::{ExecOutput, Shim};
+pub use shim::{ExecOutput, Shim, EXEC_OUTPUT_MAX};

@@ -10,9 +10,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use super::launch::write_atomic;
 use super::logwriter::{now, rfc3339_nano, LineSplitter, LogWriter};
-use super::process::exit_code;
+use super::process::{exit_code, kill_mount_namespace};
 use super::spec::{ContainerSpec, ExitRecord};
 use super::syscall::{exit_now, trim_memory};
 
@@ -33,6 +32,11 @@ pub struct Workload {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub log: File,
+    /// The workload's mount namespace: an open `/proc/PID/ns/mnt` (it keeps the namespace, and
+    /// so its inode number, alive) and that inode. What still runs in it when the workload
+    /// has exited (its background children, in a PID namespace it shares) is killed, as
+    /// containerd's shim does for a container without its own PID namespace.
+    pub mnt_ns: Option<(OwnedFd, u64)>,
 }
 
 struct Stream<'a> {
@@ -143,6 +147,9 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
             if status.is_none() {
                 status = Some((255, None)); // could not be reaped: report a failure
             }
+            if let Some((_, ns)) = &w.mnt_ns {
+                kill_mount_namespace(*ns);
+            }
             exited_at = Some(Instant::now());
             let (secs, nanos) = now();
             finished_at = secs * 1_000_000_000 + i64::from(nanos);
@@ -163,6 +170,7 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
         reason: if code == 0 { "Completed" } else { "Error" }.to_string(),
     };
     let json = serde_json::to_vec(&exit).unwrap_or_default();
-    let ok = write_atomic(&spec.exit_file, &json).is_ok();
+    drop(w.mnt_ns);
+    let ok = crate::store::write_atomic(&spec.exit_file, &json).is_ok();
     exit_now(if ok { 0 } else { 1 })
 }

@@ -1,7 +1,9 @@
-//! Processes podd adopts (infra, monitors, workloads): subreaper, start times, pidfd handles.
+//! Processes podd adopts (infra, monitors, workloads): subreaper, start times, pidfd handles,
+//! and killing everything that lives in a container's mount namespace.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::time::Duration;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -36,12 +38,79 @@ fn parse_start_time(stat: &str) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Exit code in the shell convention: the code, or 128 + signal.
+/// Exit code in the shell convention: the code, or 128 + signal (with the signal). The one
+/// mapping of podd: a `std::process::ExitStatus` goes through `WaitStatus::from_raw`.
 pub fn exit_code(status: WaitStatus) -> Option<(i32, Option<i32>)> {
     match status {
         WaitStatus::Exited(_, code) => Some((code, None)),
         WaitStatus::Signaled(_, sig, _) => Some((128 + sig as i32, Some(sig as i32))),
         _ => None,
+    }
+}
+
+/// Inode of the mount namespace of `pid` (the number in `mnt:[N]`), None if it is gone.
+pub fn mount_namespace_of(pid: i32) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// SIGKILL every process whose mount namespace is `ns` (a container's: its workload, what the
+/// workload started, ExecSync commands), again until none is left or ~2 s have passed; this
+/// is what kills a container's background processes when its PID namespace is the pod's or
+/// the host's. Returns the number of processes signalled. `ns` must have been read from a
+/// process verified to be the container's (see [`ProcessHandle::mount_namespace`]) while the
+/// namespace is alive, so that it cannot name a reused inode. Never signals the caller's own
+/// namespace.
+pub fn kill_mount_namespace(ns: u64) -> usize {
+    if mount_namespace_of(std::process::id() as i32) == Some(ns) {
+        return 0;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut signalled = std::collections::HashSet::new();
+    loop {
+        let mut found = 0;
+        for pid in all_pids() {
+            if mount_namespace_of(pid) != Some(ns) {
+                continue;
+            }
+            let Ok(fd) = pidfd_open(pid) else { continue };
+            // The pidfd pins the process; check again that it is the one we looked at.
+            if mount_namespace_of(pid) != Some(ns) {
+                continue;
+            }
+            let _ = pidfd_send_signal(fd.as_fd(), Signal::SIGKILL);
+            signalled.insert(pid);
+            found += 1;
+        }
+        // A killed process keeps its namespaces until it is fully gone: scan until none left.
+        if found == 0 || Instant::now() > deadline {
+            return signalled.len();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILL a container's workload and everything in its mount namespace, if the workload is
+/// still the process (pid, start time). Blocking, up to ~2 s.
+pub fn kill_container_processes(pid: i32, start_time: u64) {
+    let Some(handle) = ProcessHandle::open(pid, start_time) else {
+        return;
+    };
+    let ns = handle.mount_namespace();
+    let _ = handle.signal(Signal::SIGKILL);
+    if let Some(ns) = ns {
+        kill_mount_namespace(ns);
     }
 }
 
@@ -83,6 +152,31 @@ impl ProcessHandle {
     pub fn is_alive(&self) -> bool {
         let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
         !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
+    /// The inode of the process's mount namespace, read while it is verified to be this
+    /// process (alive after the read: its pid was not reused in between).
+    pub fn mount_namespace(&self) -> Option<u64> {
+        let ns = mount_namespace_of(self.pid)?;
+        self.is_alive().then_some(ns)
+    }
+
+    /// SIGKILL, then wait (blocking, at most `timeout`) until the process has exited and reap
+    /// it if it is our child. True once it is gone. For start-up and rollback paths outside
+    /// the async runtime's hot path.
+    pub fn kill_blocking(&self, timeout: Duration) -> bool {
+        let _ = self.signal(Signal::SIGKILL);
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::ZERO),
+        );
+        let gone = !self.is_alive();
+        if gone {
+            let _ = waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG));
+        }
+        gone
     }
 
     /// Resolve once the process has exited, then reap it if it is our (adopted) child.
@@ -138,5 +232,25 @@ mod tests {
         let h = ProcessHandle::open(me, process_start_time(me).unwrap()).unwrap();
         assert!(h.is_alive());
         assert!(ProcessHandle::open(me, 1).is_none());
+        assert_eq!(h.mount_namespace(), mount_namespace_of(me));
+        assert!(h.mount_namespace().is_some());
+    }
+
+    #[test]
+    fn the_callers_own_mount_namespace_is_never_killed() {
+        let me = std::process::id() as i32;
+        let ns = mount_namespace_of(me).unwrap();
+        assert_eq!(kill_mount_namespace(ns), 0);
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        use std::os::unix::process::ExitStatusExt;
+        let pid = Pid::from_raw(1);
+        assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), Some((3, None)));
+        let killed = std::process::ExitStatus::from_raw(9); // raw wait status: signal 9
+        let status = WaitStatus::from_raw(pid, killed.into_raw()).unwrap();
+        assert_eq!(exit_code(status), Some((137, Some(9))));
+        assert_eq!(exit_code(WaitStatus::StillAlive), None);
     }
 }

@@ -1,22 +1,28 @@
 //! The daemon's side of `podd-shim`: spawn it (fork straight into exec via
-//! `tokio::process::Command`), hand it a spec, read its verdict.
+//! `tokio::process::Command`) as `podd-shim <verb> <id>`, write the spec on its stdin, read its
+//! verdict.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::error::IsolateError;
 use super::exec::{FAILURE_PREFIX, SHIM_FAILED};
+use super::process::exit_code;
 use super::spec::{ContainerSpec, ExecSpec, InfraSpec, Launched};
 
 /// How long ExecSync keeps reading output after the shim exited (a background process the
 /// command started may hold the pipes open forever).
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
+/// ExecSync keeps this much of each of stdout and stderr and drops the rest (reading on, so
+/// that the command never blocks on a full pipe), as containerd and CRI-O do.
+pub const EXEC_OUTPUT_MAX: usize = 16 << 20;
 
 /// Output and status of an ExecSync command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,15 +84,35 @@ impl Shim {
         self.launch("monitor", &spec.container_id, spec).await
     }
 
-    fn command(&self, op: &'static str, json: String) -> Command {
-        let mut cmd = Command::new(&self.path);
-        cmd.arg(op)
-            .arg(json)
-            .stdin(Stdio::null())
+    /// Spawn `podd-shim <op> <id>` and write `spec` (JSON) on its stdin, then close it. The
+    /// shim reads its stdin to EOF before it writes anything, so writing first cannot block
+    /// on the shim's full stdout. A shim that died early makes the write fail: its exit
+    /// status and stderr tell why.
+    async fn spawn<T: Serialize>(
+        &self,
+        op: &'static str,
+        id: &str,
+        spec: &T,
+        kill_on_drop: bool,
+    ) -> Result<Child, IsolateError> {
+        let json = serde_json::to_vec(spec).map_err(|e| IsolateError::Encode(e, op))?;
+        let mut child = Command::new(&self.path)
+            .arg(op)
+            .arg(id)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+            .kill_on_drop(kill_on_drop)
+            .spawn()
+            .map_err(|source| IsolateError::Spawn {
+                path: self.path.clone(),
+                op,
+                source,
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(&json).await;
+        }
+        Ok(child)
     }
 
     async fn launch<T: Serialize>(
@@ -95,16 +121,13 @@ impl Shim {
         id: &str,
         spec: &T,
     ) -> Result<Launched, IsolateError> {
-        let json = serde_json::to_string(spec).map_err(|e| IsolateError::Encode(e, op))?;
-        let out = self
-            .command(op, json)
-            .output()
+        // Not killed when the caller gives up: a launch runs to its end, so that it either
+        // rolls itself back or leaves its launched file for podd to find.
+        let child = self.spawn(op, id, spec, false).await?;
+        let out = child
+            .wait_with_output()
             .await
-            .map_err(|source| IsolateError::Spawn {
-                path: self.path.clone(),
-                op,
-                source,
-            })?;
+            .map_err(|e| IsolateError::sys(format!("wait for podd-shim {op}"), e))?;
         if !out.status.success() {
             return Err(IsolateError::Shim {
                 op,
@@ -129,15 +152,7 @@ impl Shim {
         spec: &ExecSpec,
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, IsolateError> {
-        let json = serde_json::to_string(spec).map_err(|e| IsolateError::Encode(e, "exec"))?;
-        let mut child =
-            self.command("exec", json)
-                .spawn()
-                .map_err(|source| IsolateError::Spawn {
-                    path: self.path.clone(),
-                    op: "exec",
-                    source,
-                })?;
+        let mut child = self.spawn("exec", &spec.container_id, spec, true).await?;
         let (exited_tx, exited_rx) = watch::channel(None);
         let stdout = read_until_grace(child.stdout.take(), exited_rx.clone());
         let stderr = read_until_grace(child.stderr.take(), exited_rx);
@@ -160,15 +175,21 @@ impl Shim {
             let _ = exited_tx.send(Some(Instant::now() + OUTPUT_GRACE));
             (status, timed_out)
         };
-        let ((status, timed_out), stdout, stderr) = tokio::join!(wait, stdout, stderr);
+        let ((status, timed_out), (stdout, stdout_len), (mut stderr, stderr_len)) =
+            tokio::join!(wait, stdout, stderr);
         let status = status.map_err(|e| IsolateError::sys("wait for podd-shim exec", e))?;
         let exit_code = status_code(status);
         if exit_code == SHIM_FAILED && stderr.starts_with(FAILURE_PREFIX.as_bytes()) {
             return Err(IsolateError::Shim {
                 op: "exec",
-                id: format!("process {}", spec.pid),
+                id: format!("container {}", spec.container_id),
                 message: failure_message(&stderr[FAILURE_PREFIX.len()..], status),
             });
+        }
+        for (name, len) in [("stdout", stdout_len), ("stderr", stderr_len)] {
+            if len > EXEC_OUTPUT_MAX as u64 {
+                stderr.extend_from_slice(truncation_note(name, len).as_bytes());
+            }
         }
         Ok(ExecOutput {
             stdout,
@@ -179,13 +200,33 @@ impl Shim {
     }
 }
 
-/// Read to EOF, or until the grace deadline sent on `exited` passes.
+fn truncation_note(stream: &str, len: u64) -> String {
+    format!(
+        "\npodd: {stream} truncated: the command wrote {len} bytes, only the first {} MiB are \
+         kept\n",
+        EXEC_OUTPUT_MAX >> 20
+    )
+}
+
+/// Read to EOF, or until the grace deadline sent on `exited` passes, keeping the first
+/// [`EXEC_OUTPUT_MAX`] bytes. Returns them and how many bytes were read in all.
 async fn read_until_grace(
     reader: Option<impl AsyncRead + Unpin>,
+    exited: watch::Receiver<Option<Instant>>,
+) -> (Vec<u8>, u64) {
+    read_capped(reader, exited, EXEC_OUTPUT_MAX).await
+}
+
+async fn read_capped(
+    reader: Option<impl AsyncRead + Unpin>,
     mut exited: watch::Receiver<Option<Instant>>,
-) -> Vec<u8> {
+    cap: usize,
+) -> (Vec<u8>, u64) {
     let mut out = Vec::new();
-    let Some(mut reader) = reader else { return out };
+    let mut total = 0u64;
+    let Some(mut reader) = reader else {
+        return (out, total);
+    };
     let deadline = async {
         // Copy the deadline out so no watch guard is held across an await (keeps this Send).
         let deadline = exited.wait_for(Option::is_some).await.ok().map(|d| *d);
@@ -196,25 +237,30 @@ async fn read_until_grace(
         tokio::time::sleep_until(deadline.into()).await;
     };
     tokio::pin!(deadline);
-    let mut chunk = [0u8; 8192];
+    let mut chunk = vec![0u8; 64 << 10];
     loop {
         tokio::select! {
             n = reader.read(&mut chunk) => match n {
                 Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    total += n as u64;
+                    let room = cap.saturating_sub(out.len()).min(n);
+                    out.extend_from_slice(&chunk[..room]);
+                }
             },
             _ = &mut deadline => break,
         }
     }
-    out
+    (out, total)
 }
 
+/// The shell-convention code of the shim's exit status (see [`exit_code`]), -1 if none.
 fn status_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
+    nix::sys::wait::WaitStatus::from_raw(nix::unistd::Pid::from_raw(0), status.into_raw())
+        .ok()
+        .and_then(exit_code)
+        .map_or(-1, |(code, _)| code)
 }
 
 fn failure_message(stderr: &[u8], status: ExitStatus) -> String {
@@ -223,5 +269,26 @@ fn failure_message(stderr: &[u8], status: ExitStatus) -> String {
         format!("podd-shim exited with {status} and printed nothing")
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_past_the_cap_is_read_and_dropped() {
+        let data = vec![b'x'; 100_000];
+        let (_tx, rx) = watch::channel(None);
+        let (kept, total) = read_capped(Some(&data[..]), rx, 30_000).await;
+        assert_eq!((kept.len(), total), (30_000, 100_000));
+        assert!(truncation_note("stdout", total).contains("100000 bytes"));
+    }
+
+    #[test]
+    fn shim_status_codes_use_the_shell_convention() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status_code(ExitStatus::from_raw(7 << 8)), 7);
+        assert_eq!(status_code(ExitStatus::from_raw(9)), 137);
     }
 }

@@ -1,9 +1,11 @@
 //! The contract between the daemon and `podd-shim`, the single-threaded helper binary that does
-//! every namespace, mount and process-creation step. podd writes one of these as JSON (argv[2]
-//! or a file) and reads a [`Launched`] line back on the shim's stdout. Keeping it plain data
-//! means the shim links none of tokio/tonic and stays small in memory (its PSS is per pod).
+//! every namespace, mount and process-creation step. podd runs `podd-shim <verb> <id>` and writes
+//! one of these as JSON on the shim's stdin (never on argv: /proc/PID/cmdline is world-readable
+//! and holds the environment's secrets; the shim reads to EOF before anything else), then reads
+//! a [`Launched`] line back on the shim's stdout. Keeping it plain data means the shim links none
+//! of tokio/tonic and stays small in memory (its PSS is per pod).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +31,7 @@ impl NsKind {
     }
 }
 
-/// `podd-shim infra SPEC`: start the pod's pause-like infra process.
+/// `podd-shim infra POD-ID`: start the pod's pause-like infra process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InfraSpec {
     pub pod_id: String,
@@ -42,6 +44,10 @@ pub struct InfraSpec {
     /// tmpfs mounted here (host mount namespace) and bind-mounted as every member's `/dev/shm`.
     pub shm_dir: PathBuf,
     pub shm_size_bytes: u64,
+    /// Written (a [`Launched`], atomically) as soon as the infra runs and before the shim
+    /// reports success, removed again by the shim's own rollback: whoever finds it after a
+    /// crash of podd knows which process to adopt or kill.
+    pub launched_file: PathBuf,
 }
 
 /// One bind mount into a container.
@@ -67,7 +73,7 @@ pub struct RootfsSpec {
     pub readonly: bool,
 }
 
-/// `podd-shim monitor SPEC`: start a member container and monitor it until it exits.
+/// `podd-shim monitor CONTAINER-ID`: start a member container and monitor it until it exits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub container_id: String,
@@ -91,6 +97,10 @@ pub struct ContainerSpec {
     pub log_path: PathBuf,
     /// Written atomically by the monitor when the container has exited: an [`ExitRecord`].
     pub exit_file: PathBuf,
+    /// Written atomically by the monitor once the workload runs and before the shim reports
+    /// success: a [`Launched`]. Empty in records from before it existed (podd fills it in).
+    #[serde(default)]
+    pub launched_file: PathBuf,
     /// Capabilities (`CAP_*` names) the workload keeps in its bounding, permitted and effective
     /// sets; every other one is dropped from the bounding set before exec. Inheritable holds
     /// only the ambient ones (containerd's fix for CVE-2022-24769). After exec, execve's rules
@@ -177,12 +187,17 @@ pub fn default_readonly_paths() -> Vec<String> {
     strings(&DEFAULT_READONLY_PATHS)
 }
 
-/// `podd-shim exec SPEC`: run a command inside a running container and pass its stdio and exit
-/// code through (ExecSync).
+/// `podd-shim exec CONTAINER-ID`: run a command inside a running container and pass its stdio
+/// and exit code through (ExecSync).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecSpec {
+    /// For messages and `ps` only.
+    #[serde(default)]
+    pub container_id: String,
     /// Host PID of the container's workload; its `/proc/PID/ns/*` are joined.
     pub pid: i32,
+    /// The workload's start time: the shim refuses a pid that now names another process.
+    pub start_time: u64,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
@@ -200,8 +215,9 @@ pub struct ExecSpec {
     pub privileged: bool,
 }
 
-/// What `infra` and `monitor` print on stdout, one JSON line, once the process is running.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What `infra` and `monitor` print on stdout, one JSON line, once the process is running; the
+/// same JSON is in the spec's `launched_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Launched {
     /// The infra process, or the container's workload.
     pub pid: i32,
@@ -209,6 +225,23 @@ pub struct Launched {
     pub start_time: u64,
     /// The monitor process (for `monitor`), which outlives podd and writes the exit file.
     pub monitor_pid: Option<i32>,
+    /// The monitor's own start time, as it read it.
+    #[serde(default)]
+    pub monitor_start_time: Option<u64>,
+    /// When the process was started, nanoseconds since the Unix epoch.
+    #[serde(default)]
+    pub started_at: i64,
+}
+
+impl Launched {
+    /// The launched file at `path`, or None when it is missing or unreadable (a torn file
+    /// cannot exist: it is written atomically).
+    pub fn read(path: &Path) -> Option<Launched> {
+        if path.as_os_str().is_empty() {
+            return None;
+        }
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
 }
 
 /// Written by the monitor to `exit_file` after the workload exited and its output was drained.
@@ -239,5 +272,26 @@ mod tests {
         assert_eq!(spec.readonly_paths, default_readonly_paths());
         assert!(spec.ambient_capabilities.is_empty());
         assert!(!spec.no_new_privs && !spec.privileged);
+        assert_eq!(spec.launched_file, PathBuf::new());
+    }
+
+    #[test]
+    fn launched_files_round_trip_and_old_lines_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("launched.json");
+        assert_eq!(Launched::read(&path), None);
+        assert_eq!(Launched::read(Path::new("")), None);
+        let l = Launched {
+            pid: 7,
+            start_time: 8,
+            monitor_pid: Some(9),
+            monitor_start_time: Some(10),
+            started_at: 11,
+        };
+        std::fs::write(&path, serde_json::to_vec(&l).unwrap()).unwrap();
+        assert_eq!(Launched::read(&path), Some(l));
+        let old: Launched =
+            serde_json::from_str(r#"{"pid":1,"start_time":2,"monitor_pid":null}"#).unwrap();
+        assert_eq!((old.monitor_start_time, old.started_at), (None, 0));
     }
 }

@@ -33,20 +33,6 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> nix::Result<()> 
     Errno::result(r).map(drop)
 }
 
-/// Mark every fd from `first` up as close-on-exec (`close_range(first, ~0, CLOEXEC)`).
-pub fn cloexec_from(first: RawFd) -> nix::Result<()> {
-    // SAFETY: only sets a flag on fds; no Rust object is invalidated.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    Errno::result(r).map(drop)
-}
-
 /// Close every fd >= 3 except `keep`. Used right after a fork, before any `OwnedFd` that
 /// refers to a closed number is used again; callers must forget such objects.
 pub fn close_fds_except(keep: &[RawFd]) -> nix::Result<()> {

@@ -13,11 +13,11 @@ use crate::container::user::{self, UserRequest};
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
 use crate::error::{Error, Result};
 use crate::image::Image;
-use crate::isolate::capabilities;
 use crate::isolate::spec::{
     default_masked_paths, default_readonly_paths, BindMount, ContainerSpec, ExecSpec, ExitRecord,
-    NsKind, RootfsSpec,
+    Launched, NsKind, RootfsSpec,
 };
+use crate::isolate::{self, capabilities};
 use crate::pod::{NsMode, PodRecord, PodState};
 use crate::process::ProcRef;
 
@@ -320,6 +320,7 @@ impl Runtime {
             mounts,
             log_path: log_path.clone(),
             exit_file: dir.join("exit.json"),
+            launched_file: dir.join("launched.json"),
             capabilities: confinement.capabilities,
             ambient_capabilities: confinement.ambient,
             no_new_privs: config.no_new_privs,
@@ -368,7 +369,8 @@ impl Runtime {
         let _pod_guard = pod_lock.lock().await;
         let lock = self.op_lock(&c.id);
         let _guard = lock.lock().await;
-        let c = self.container(&c.id)?;
+        // A start that was not recorded (its request dropped) is not started twice.
+        let c = self.adopt_launched(&c.id).unwrap_or(c);
         if c.state != ContainerState::Created {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is {:?}, only a created container can be started",
@@ -390,17 +392,10 @@ impl Runtime {
         }
         match self.shim.start_container(&c.spec).await {
             Ok(launched) => {
-                let process = ProcRef {
-                    pid: launched.pid,
-                    start_time: launched.start_time,
-                };
-                let monitor = launched.monitor_pid.and_then(|pid| {
-                    crate::isolate::process_start_time(pid)
-                        .map(|start_time| ProcRef { pid, start_time })
-                });
+                let (process, monitor) = launched_refs(&launched);
                 self.update_container(&c.id, |r| {
                     r.state = ContainerState::Running;
-                    r.started_at = now_ns();
+                    r.started_at = started_at(&launched);
                     r.process = Some(process);
                     r.monitor = monitor;
                 })?;
@@ -434,7 +429,8 @@ impl Runtime {
     }
 
     /// Moves a Running container whose monitor is gone to Exited, with the recorded exit when
-    /// there is one. Returns the record as it now is.
+    /// there is one. A monitor gone without an exit leaves a workload nobody watches: it is
+    /// killed first, with everything in its mount namespace. Returns the record as it now is.
     pub(super) fn settle_exit(&self, id: &str) -> Option<ContainerRecord> {
         let c = self.container(id).ok()?;
         if c.state != ContainerState::Running {
@@ -444,6 +440,13 @@ impl Runtime {
         let monitor_alive = c.monitor.and_then(|m| m.handle()).is_some();
         if exit.is_none() && monitor_alive {
             return Some(c);
+        }
+        // The monitor may have written the exit just before it exited.
+        let exit = exit.or_else(|| read_exit(&c.exit_file()));
+        if exit.is_none() {
+            if let Some(p) = c.process {
+                isolate::kill_container_processes(p.pid, p.start_time);
+            }
         }
         self.update_container(id, |r| match exit {
             Some(e) => {
@@ -475,6 +478,8 @@ impl Runtime {
         };
         let lock = self.op_lock(&c.id);
         let _guard = lock.lock().await;
+        // A start whose podd died before recording it is found through its launched file.
+        self.adopt_launched(&c.id);
         let Some(c) = self.settle_exit(&c.id) else {
             return Ok(());
         };
@@ -482,6 +487,8 @@ impl Runtime {
             return Ok(());
         }
         if let Some(handle) = c.process.and_then(|p| p.handle()) {
+            // Read before any signal: once the workload is gone its namespace can't be named.
+            let mnt_ns = handle.mount_namespace();
             let grace = Duration::from_secs(timeout.max(0) as u64);
             if timeout > 0 {
                 handle.signal(Signal::SIGTERM)?;
@@ -490,6 +497,16 @@ impl Runtime {
                 info!(container = %c.id, "sending SIGKILL");
                 handle.signal(Signal::SIGKILL)?;
                 handle.exited().await;
+            }
+            // What the workload started lives on when the container shares the pod's (or the
+            // host's) PID namespace, and keeps the container's mounts alive: kill it all.
+            if let Some(ns) = mnt_ns {
+                let killed = tokio::task::spawn_blocking(move || isolate::kill_mount_namespace(ns))
+                    .await
+                    .unwrap_or(0);
+                if killed > 0 {
+                    info!(container = %c.id, killed, "killed the container's remaining processes");
+                }
             }
         }
         if let Some(monitor) = c.monitor.and_then(|m| m.handle()) {
@@ -597,7 +614,9 @@ impl Runtime {
             }
         };
         let spec = ExecSpec {
+            container_id: c.id.clone(),
             pid: process.pid,
+            start_time: process.start_time,
             args: cmd,
             env: c.spec.env.clone(),
             cwd: c.spec.cwd.clone(),
@@ -622,6 +641,30 @@ impl Runtime {
             stderr: out.stderr,
             exit_code: out.exit_code,
         })
+    }
+}
+
+/// The workload and monitor a launch reported (the monitor with the start time it read itself;
+/// a shim from before that field is asked about afterwards).
+pub(super) fn launched_refs(l: &Launched) -> (ProcRef, Option<ProcRef>) {
+    let process = ProcRef {
+        pid: l.pid,
+        start_time: l.start_time,
+    };
+    let monitor = l.monitor_pid.and_then(|pid| {
+        l.monitor_start_time
+            .or_else(|| isolate::process_start_time(pid))
+            .map(|start_time| ProcRef { pid, start_time })
+    });
+    (process, monitor)
+}
+
+/// When the monitor saw the workload start (before its exit, on the same clock), else now.
+pub(super) fn started_at(l: &Launched) -> i64 {
+    if l.started_at > 0 {
+        l.started_at
+    } else {
+        now_ns()
     }
 }
 

@@ -36,6 +36,10 @@ impl Dirs {
     fn pod_run_dir(&self, id: &str) -> PathBuf {
         self.run.join("pods").join(id)
     }
+    /// What the infra launcher wrote before it reported success (see `InfraSpec`).
+    fn pod_launched_file(&self, id: &str) -> PathBuf {
+        self.pod_run_dir(id).join("infra.json")
+    }
     fn pod_dir(&self, id: &str) -> PathBuf {
         self.root.join("pods").join(id)
     }

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::{new_id, now_ns, resolve_id, Runtime};
 use crate::container::ContainerState;
 use crate::error::{Error, Result};
-use crate::isolate::spec::InfraSpec;
+use crate::isolate::spec::{InfraSpec, Launched};
 use crate::isolate::{self};
 use crate::pod::{PodConfig, PodRecord, PodState};
 use crate::process::ProcRef;
@@ -31,17 +31,26 @@ impl Runtime {
     pub async fn run_pod(self: &Arc<Self>, config: PodConfig) -> Result<String> {
         let id = new_id();
         self.reserve_name("pod sandbox", &config.reserved_name(), &id)?;
-        self.run_pod_reserved(&id, config).await?;
+        // In a task of its own: a client that gives up (dropping this future) must not stop
+        // the steps half-way, between a launched infra and its record.
+        let rt = Arc::clone(self);
+        let task_id = id.clone();
+        tokio::spawn(async move { rt.run_pod_reserved(&task_id, config).await })
+            .await
+            .map_err(|e| Error::io(format!("run pod sandbox {id}"))(std::io::Error::other(e)))??;
         Ok(id)
     }
 
-    /// Runs the steps after the name is reserved. A clean failure (everything undone) frees
-    /// the name; an incomplete rollback keeps the record, NotReady, and its name, so that
-    /// StopPodSandbox and RemovePodSandbox can finish the job.
+    /// Runs the steps after the name is reserved. Nothing is saved before the infra runs: its
+    /// run dir and the launched file the shim writes there are the intent (start-up clean-up
+    /// kills what a launched file without a record names), and the record is written once,
+    /// Ready. A clean failure (everything undone) frees the name; an incomplete rollback
+    /// saves the record, NotReady, and keeps its name, so that StopPodSandbox and
+    /// RemovePodSandbox can finish the job.
     async fn run_pod_reserved(self: &Arc<Self>, id: &str, config: PodConfig) -> Result<()> {
         let run_dir = self.dirs.pod_run_dir(id);
         let pod_dir = self.dirs.pod_dir(id);
-        let record = PodRecord {
+        let mut record = PodRecord {
             id: id.to_string(),
             namespaces: config.new_namespaces(),
             state: PodState::NotReady,
@@ -60,18 +69,6 @@ impl Runtime {
                 pod_dir.display()
             ))(e));
         }
-        // Persist first: a crash from here on leaves a NotReady pod that Stop/Remove can clean.
-        if let Err(e) = self.pod_store.save(id, &record) {
-            let _ = std::fs::remove_dir_all(&pod_dir);
-            self.release_name(&name);
-            return Err(e.into());
-        }
-        self.state
-            .lock()
-            .unwrap()
-            .pods
-            .insert(id.to_string(), record.clone());
-
         let spec = InfraSpec {
             pod_id: id.to_string(),
             new_namespaces: record.namespaces.clone(),
@@ -83,32 +80,55 @@ impl Runtime {
                 .filter(|h| !h.is_empty()),
             shm_dir: record.shm_dir.clone(),
             shm_size_bytes: SHM_SIZE,
+            launched_file: self.dirs.pod_launched_file(id),
         };
-        match self.shim.start_infra(&spec).await {
-            Ok(launched) => {
-                let infra = ProcRef {
-                    pid: launched.pid,
-                    start_time: launched.start_time,
-                };
-                self.update_pod(id, |p| {
-                    p.infra = Some(infra);
-                    p.state = PodState::Ready;
-                })?;
+        let launched = self.shim.start_infra(&spec).await;
+        let outcome = launched.map_err(Error::from).and_then(|launched| {
+            let infra = ProcRef {
+                pid: launched.pid,
+                start_time: launched.start_time,
+            };
+            record.infra = Some(infra);
+            record.state = PodState::Ready;
+            let mut st = self.state.lock().unwrap();
+            self.pod_store.save(id, &record)?;
+            st.pods.insert(id.to_string(), record.clone());
+            Ok(infra)
+        });
+        match outcome {
+            Ok(infra) => {
                 self.watch_infra(id.to_string(), infra);
                 info!(pod = %id, name = %record.config.name, infra = infra.pid, "pod ready");
                 Ok(())
             }
             Err(e) => {
-                warn!(pod = %id, error = %e, "infra failed to start; rolling back");
+                warn!(pod = %id, error = %e, "pod failed to start; rolling back");
+                record.state = PodState::NotReady;
                 match self.forget_pod(&record) {
                     Ok(()) => self.release_name(&name),
                     Err(cleanup) => {
-                        warn!(pod = %id, error = %cleanup, "rollback incomplete; pod stays NotReady")
+                        warn!(pod = %id, error = %cleanup, "rollback incomplete; pod stays NotReady");
+                        let mut st = self.state.lock().unwrap();
+                        if let Err(save) = self.pod_store.save(id, &record) {
+                            warn!(pod = %id, error = %save, "cannot save the NotReady pod");
+                        }
+                        st.pods.insert(id.to_string(), record);
                     }
                 }
-                Err(e.into())
+                Err(e)
             }
         }
+    }
+
+    /// The pod's infra: the recorded one, else the one its launched file names (a RunPodSandbox
+    /// that podd did not live to record, or whose rollback failed).
+    fn pod_infra(&self, pod: &PodRecord) -> Option<ProcRef> {
+        pod.infra.or_else(|| {
+            Launched::read(&self.dirs.pod_launched_file(&pod.id)).map(|l| ProcRef {
+                pid: l.pid,
+                start_time: l.start_time,
+            })
+        })
     }
 
     /// Marks the pod NotReady when its infra dies, whoever killed it.
@@ -142,7 +162,7 @@ impl Runtime {
                 self.stop_container(&c.id, 0).await?;
             }
         }
-        if let Some(handle) = pod.infra.and_then(|i| i.handle()) {
+        if let Some(handle) = self.pod_infra(&pod).and_then(|i| i.handle()) {
             handle.signal(Signal::SIGKILL)?;
             if tokio::time::timeout(KILL_WAIT, handle.exited())
                 .await
@@ -180,8 +200,18 @@ impl Runtime {
         Ok(())
     }
 
-    /// Undoes everything a pod made on the host, then drops its record.
+    /// Undoes everything a pod made on the host (killing an infra still alive), then drops its
+    /// record.
     pub(super) fn forget_pod(&self, pod: &PodRecord) -> Result<()> {
+        if let Some(handle) = self.pod_infra(pod).and_then(|i| i.handle()) {
+            if !handle.kill_blocking(KILL_WAIT) {
+                return Err(Error::DeadlineExceeded(format!(
+                    "infra process {} of pod {} did not exit after SIGKILL",
+                    handle.pid(),
+                    pod.id
+                )));
+            }
+        }
         isolate::release_pod(&pod.pin_dir, &pod.shm_dir)?;
         for dir in [self.dirs.pod_run_dir(&pod.id), self.dirs.pod_dir(&pod.id)] {
             match std::fs::remove_dir_all(&dir) {

@@ -2,17 +2,38 @@
 //! ran while podd was down, and clean what a half-done operation left behind.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tracing::{info, warn};
 
+use super::containers::{launched_refs, started_at};
 use super::{Dirs, Runtime, State};
 use crate::container::{ContainerRecord, ContainerState};
 use crate::error::{Error, Result};
 use crate::image::ImageStore;
-use crate::isolate::{self, Shim};
+use crate::isolate::spec::Launched;
+use crate::isolate::{self, ProcessHandle, Shim};
 use crate::pod::{PodRecord, PodState};
+use crate::process::ProcRef;
 use crate::store::RecordStore;
+
+/// How long start-up waits for a leftover process it killed.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Kill what a launched file names, if it is still that process; the workload of a container
+/// with everything in its mount namespace, then its monitor (so it writes nothing more).
+fn kill_launched(l: &Launched) {
+    isolate::kill_container_processes(l.pid, l.start_time);
+    if let Some(h) = ProcessHandle::open(l.pid, l.start_time) {
+        h.kill_blocking(KILL_WAIT);
+    }
+    let monitor = l.monitor_pid.zip(l.monitor_start_time);
+    if let Some(h) = monitor.and_then(|(pid, start)| ProcessHandle::open(pid, start)) {
+        h.kill_blocking(KILL_WAIT);
+    }
+}
 
 impl Runtime {
     pub fn open(dirs: Dirs, shim: Shim) -> Result<Arc<Runtime>> {
@@ -33,7 +54,11 @@ impl Runtime {
             state.names.insert(p.config.reserved_name(), p.id.clone());
             state.pods.insert(p.id.clone(), p);
         }
-        for c in container_store.load_all()? {
+        for mut c in container_store.load_all()? {
+            if c.spec.launched_file.as_os_str().is_empty() {
+                // Created before launched files: start it with one too.
+                c.spec.launched_file = c.dir.join("launched.json");
+            }
             state.names.insert(
                 ContainerRecord::reserved_name(&c.pod_id, &c.config),
                 c.id.clone(),
@@ -64,6 +89,33 @@ impl Runtime {
             )
         };
         for p in pods {
+            // An infra launched for a record that does not name it: a rollback that failed
+            // half-way, or a podd older than one-write RunPodSandbox killed in between.
+            let launched = p
+                .infra
+                .is_none()
+                .then(|| Launched::read(&self.dirs.pod_launched_file(&p.id)))
+                .flatten()
+                .and_then(|l| {
+                    ProcessHandle::open(l.pid, l.start_time).map(|h| {
+                        let infra = ProcRef {
+                            pid: l.pid,
+                            start_time: l.start_time,
+                        };
+                        (h, infra)
+                    })
+                });
+            if let Some((handle, infra)) = launched {
+                if p.state == PodState::Ready {
+                    info!(pod = %p.id, infra = infra.pid, "adopting the infra named by the launched file");
+                    if self.update_pod(&p.id, |r| r.infra = Some(infra)).is_ok() {
+                        self.watch_infra(p.id.clone(), infra);
+                        continue;
+                    }
+                }
+                warn!(pod = %p.id, infra = infra.pid, "killing the infra of a pod that is not ready");
+                handle.kill_blocking(KILL_WAIT);
+            }
             if p.state != PodState::Ready {
                 continue;
             }
@@ -75,6 +127,13 @@ impl Runtime {
             }
         }
         for c in containers {
+            let c = match c.state {
+                ContainerState::Created => match self.adopt_launched(&c.id) {
+                    Some(c) => c,
+                    None => continue,
+                },
+                _ => c,
+            };
             if c.state != ContainerState::Running {
                 continue;
             }
@@ -107,6 +166,12 @@ impl Runtime {
         for (id, path) in entries(self.dirs.run.join("pods")) {
             if !pods.contains(&id) {
                 warn!(pod = %id, "removing leftovers of a pod without a record");
+                if let Some(l) = Launched::read(&self.dirs.pod_launched_file(&id)) {
+                    if let Some(h) = ProcessHandle::open(l.pid, l.start_time) {
+                        warn!(pod = %id, infra = l.pid, "killing the infra of a pod without a record");
+                        h.kill_blocking(KILL_WAIT);
+                    }
+                }
                 if let Err(e) = isolate::release_pod(&path.join("ns"), &path.join("shm")) {
                     warn!(pod = %id, error = %e, "could not release leftover pod mounts");
                     continue;
@@ -122,8 +187,42 @@ impl Runtime {
         for (id, path) in entries(self.dirs.root.join("containers")) {
             if !containers.contains(&id) {
                 warn!(container = %id, "removing leftovers of a container without a record");
+                if let Some(l) = Launched::read(&path.join("launched.json")) {
+                    kill_launched(&l);
+                }
                 let _ = std::fs::remove_dir_all(&path);
             }
         }
     }
+
+    /// A Created container whose monitor wrote its launched file was started by a podd that
+    /// died (or a StartContainer that was dropped) before it recorded the start: record it
+    /// Running now, with the start time the monitor wrote; `settle_exit` then sees an exit
+    /// that already happened. Returns the record as it now is.
+    pub(super) fn adopt_launched(&self, id: &str) -> Option<ContainerRecord> {
+        let c = self.container(id).ok()?;
+        if c.state != ContainerState::Created {
+            return Some(c);
+        }
+        let Some(l) = read_container_launched(&c) else {
+            return Some(c);
+        };
+        let (process, monitor) = launched_refs(&l);
+        info!(container = %c.id, pid = l.pid, "adopting a start that was not recorded");
+        self.update_container(id, |r| {
+            r.state = ContainerState::Running;
+            r.started_at = started_at(&l);
+            r.process = Some(process);
+            r.monitor = monitor;
+        })
+        .ok()
+    }
+}
+
+fn read_container_launched(c: &ContainerRecord) -> Option<Launched> {
+    let file = &c.spec.launched_file;
+    if file.as_os_str().is_empty() {
+        return Launched::read(&Path::new(&c.dir).join("launched.json"));
+    }
+    Launched::read(file)
 }

@@ -27,6 +27,8 @@ pub use runtime_service::{RUNTIME_API_VERSION, RUNTIME_NAME, RUNTIME_VERSION};
 
 /// kubelet sends and accepts messages far above tonic's 4 MiB default (e.g. ExecSync output).
 const MAX_MESSAGE: usize = 16 << 20;
+/// An ExecSync answer holds up to 16 MiB of stdout and of stderr (the cap, as containerd's).
+const MAX_RESPONSE: usize = 2 * crate::isolate::EXEC_OUTPUT_MAX + (1 << 20);
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -61,7 +63,7 @@ pub async fn serve(socket: &Path, runtime: Arc<Runtime>) -> anyhow::Result<()> {
         runtime: Arc::clone(&runtime),
     })
     .max_decoding_message_size(MAX_MESSAGE)
-    .max_encoding_message_size(MAX_MESSAGE);
+    .max_encoding_message_size(MAX_RESPONSE);
     let image_svc = ImageServiceServer::new(image_service::ImageSvc {
         images: Arc::clone(&images),
         runtime,
