@@ -1,7 +1,6 @@
 //! The persisted image index `images.json`, written atomically.
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -57,31 +56,14 @@ pub(crate) fn save(path: &Path, records: &[Record]) -> Result<(), ImageError> {
     write_atomic(path, &data)
 }
 
-/// Writes `data` to `path` so that a crash leaves either the old or the new content:
-/// write a temp file beside it, fsync, rename over, fsync the directory.
+/// Writes `data` to `path` durably: after a crash the old or the new content, and once this
+/// returns, the new one.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ImageError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".tmp-{name}-{}", uuid::Uuid::new_v4()));
-    let result = (|| {
-        let mut f = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| ImageError::io("create", &tmp, e))?;
-        f.write_all(data)
-            .map_err(|e| ImageError::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| ImageError::io("fsync", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| ImageError::io("rename into place", path, e))?;
-        fsync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    use crate::store::{write_atomic_with, Durability, StoreError};
+    write_atomic_with(path, data, Durability::New).map_err(|e| match e {
+        StoreError::Io { op, path, source } => ImageError::io(op, path, source),
+        other => ImageError::io("write", path, std::io::Error::other(other.to_string())),
+    })
 }
 
 /// fsyncs a directory so renames in it are durable.

@@ -141,5 +141,7 @@ pub fn write_launched(path: &Path, launched: &Launched) -> Res<()> {
         std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
     }
     let json = serde_json::to_vec(launched).unwrap_or_default();
-    crate::store::write_atomic(path, &json).map_err(|e| Fail(e.to_string()))
+    // Only this boot's processes are named in it: no disk flush on the start path.
+    crate::store::write_atomic_with(path, &json, crate::store::Durability::UntilReboot)
+        .map_err(|e| Fail(e.to_string()))
 }

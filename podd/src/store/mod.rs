@@ -39,8 +39,30 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> St
     }
 }
 
+/// How much of a machine crash an atomic write must survive. Every level survives a crash of
+/// the writing process with the old or the new content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Facts about processes, which a reboot ends anyway (launched files): no flush.
+    UntilReboot,
+    /// Records: after a power loss the old or the new content (file fsync before the rename).
+    OldOrNew,
+    /// Content users rely on after a reboot (the image index): the new content, also the
+    /// rename made durable (directory fsync).
+    New,
+}
+
 /// Writes `data` to `path` atomically: readers and crash recovery see the old or the new bytes.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write_atomic_with(path, data, Durability::OldOrNew)
+}
+
+/// [`write_atomic`] with the durability the caller needs.
+pub fn write_atomic_with(
+    path: &Path,
+    data: &[u8],
+    durability: Durability,
+) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -50,9 +72,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     {
         let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
         f.write_all(data).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
+        if durability != Durability::UntilReboot {
+            f.sync_all().map_err(io("fsync", &tmp))?;
+        }
     }
-    fs::rename(&tmp, path).map_err(io("rename into place", path))
+    fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+    if durability == Durability::New {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync directory", dir))?;
+    }
+    Ok(())
 }
 
 /// A directory of `<id>.json` records of one kind.
