@@ -30,5 +30,4 @@ pub use process::{
     become_subreaper, kill_container_processes, kill_mount_namespace, process_start_time,
     ProcessHandle,
 };
-pub use rootfs_path::resolve_in_root;
 pub use shim::{ExecOutput, Shim, EXEC_OUTPUT_MAX};
