@@ -302,6 +302,7 @@ async fn pod_with_two_containers_exec_and_release() {
         cwd: "/".into(),
         uid: 0,
         gid: 0,
+        additional_gids: vec![],
         capabilities: b.capabilities.clone(),
         ambient_capabilities: vec![],
         no_new_privs: false,

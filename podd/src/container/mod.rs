@@ -54,6 +54,12 @@ pub struct ContainerConfig {
     /// Empty: the defaults (see `isolate::spec::DEFAULT_READONLY_PATHS`).
     #[serde(default)]
     pub readonly_paths: Vec<String>,
+    /// CRI `supplemental_groups`, added to the groups the image's /etc/group gives the user.
+    #[serde(default)]
+    pub supplemental_groups: Vec<u32>,
+    /// CRI SupplementalGroupsPolicy Strict: the image's /etc/group is not consulted.
+    #[serde(default)]
+    pub supplemental_groups_strict: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -89,6 +89,8 @@ pub struct ContainerSpec {
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
+    /// The group list set with setgroups(2) (the primary gid, the image's /etc/group entries
+    /// naming the user, CRI `supplemental_groups`).
     pub additional_gids: Vec<u32>,
     /// The pod's shm directory, bind-mounted at `/dev/shm`.
     pub shm_dir: Option<PathBuf>,
@@ -203,6 +205,9 @@ pub struct ExecSpec {
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
+    /// The container's group list (see [`ContainerSpec`]); empty in requests from before it.
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
     /// The container's own capability sets and `no_new_privs` (see [`ContainerSpec`]): an
     /// exec'd command has exactly the privileges of the container's workload.
     #[serde(default = "default_capabilities")]

@@ -204,15 +204,20 @@ impl Runtime {
     ) -> Result<()> {
         let dir = self.dirs.container_dir(id);
         let layers = self.images.layer_dirs(image);
-        let ids = user::resolve(
-            &UserRequest {
-                run_as_user: config.run_as_user,
-                run_as_group: config.run_as_group,
-                run_as_username: &config.run_as_username,
-                image_user: &image.config.user,
-            },
+        let user_req = UserRequest {
+            run_as_user: config.run_as_user,
+            run_as_group: config.run_as_group,
+            run_as_username: &config.run_as_username,
+            image_user: &image.config.user,
+        };
+        let ids = user::resolve(&user_req, &layers)?;
+        let additional_gids = user::additional_gids(
+            &user_req,
             &layers,
-        )?;
+            ids,
+            &config.supplemental_groups,
+            config.supplemental_groups_strict,
+        );
         let args = process_args(&config, image);
         if args.is_empty() {
             return Err(Error::invalid(
@@ -315,7 +320,7 @@ impl Runtime {
             cwd,
             uid: ids.uid,
             gid: ids.gid,
-            additional_gids: Vec::new(),
+            additional_gids,
             shm_dir: Some(pod.shm_dir.clone()),
             mounts,
             log_path: log_path.clone(),
@@ -622,6 +627,7 @@ impl Runtime {
             cwd: c.spec.cwd.clone(),
             uid: c.spec.uid,
             gid: c.spec.gid,
+            additional_gids: c.spec.additional_gids.clone(),
             capabilities: c.spec.capabilities.clone(),
             ambient_capabilities: c.spec.ambient_capabilities.clone(),
             no_new_privs: c.spec.no_new_privs,

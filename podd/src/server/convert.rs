@@ -213,6 +213,21 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
     )?;
     let masked_paths = container_paths(&sec.masked_paths, "masked_paths")?;
     let readonly_paths = container_paths(&sec.readonly_paths, "readonly_paths")?;
+    let supplemental_groups = sec
+        .supplemental_groups
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| {
+            u32::try_from(g).map_err(|_| {
+                Error::invalid(
+                    format!("{SEC}.supplemental_groups[{i}]"),
+                    format!("{g} is not a valid gid"),
+                )
+            })
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    let supplemental_groups_strict =
+        sec.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32;
     Ok(ContainerConfig {
         name: meta.name,
         attempt: meta.attempt,
@@ -245,6 +260,8 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         no_new_privs: sec.no_new_privs,
         masked_paths,
         readonly_paths,
+        supplemental_groups,
+        supplemental_groups_strict,
     })
 }
 
