@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::isolate::spec::ContainerSpec;
+use crate::isolate::spec::{ContainerSpec, Propagation};
 use crate::pod::NsMode;
 use crate::process::ProcRef;
 
@@ -15,6 +15,8 @@ pub struct MountConfig {
     pub container_path: String,
     pub host_path: String,
     pub readonly: bool,
+    #[serde(default)]
+    pub propagation: Propagation,
 }
 
 /// The validated subset of a CRI ContainerConfig that podd acts on.

@@ -16,7 +16,7 @@ use nix::unistd::symlinkat;
 
 use super::error::{Ctx, Fail, Res};
 use super::rootfs_path::{open_in_rootfs, Create};
-use super::spec::{BindMount, ContainerSpec, RootfsSpec};
+use super::spec::{BindMount, ContainerSpec, Propagation, RootfsSpec};
 use super::syscall::{clone_tree, move_mount_onto, set_tree_attributes};
 
 const NONE: Option<&str> = None;
@@ -54,13 +54,44 @@ fn mount_fs(
 
 /// Recursively bind the host path `source` onto `target` (an fd), read-only from the start
 /// when `readonly`: the copy is made detached, adjusted, then attached (new mount API).
-fn bind_onto(source: &Path, target: BorrowedFd<'_>, shown: &Path, readonly: bool) -> Res<()> {
+/// `propagation` (an `MS_*` type, 0 for none) is set on every mount of the copy.
+fn bind_onto(
+    source: &Path,
+    target: BorrowedFd<'_>,
+    shown: &Path,
+    readonly: bool,
+    propagation: u64,
+) -> Res<()> {
     let what = || format!("bind-mount {} on {}", source.display(), shown.display());
     let tree = clone_tree(None, &cpath(source)?).ctx(what)?;
-    if readonly {
-        set_tree_attributes(tree.as_fd(), true, 0).ctx(|| format!("{} read-only", what()))?;
+    if readonly || propagation != 0 {
+        set_tree_attributes(tree.as_fd(), readonly, propagation)
+            .ctx(|| format!("{}: set read-only/propagation", what()))?;
     }
     move_mount_onto(tree.as_fd(), target).ctx(what)
+}
+
+fn propagation_flag(p: Propagation) -> MsFlags {
+    match p {
+        Propagation::Private => MsFlags::MS_PRIVATE,
+        Propagation::Slave => MsFlags::MS_SLAVE,
+        Propagation::Shared => MsFlags::MS_SHARED,
+    }
+}
+
+/// Make the mount `dir` is on private (runc's rootfsParentMountPrivate), so that the rootfs
+/// mounted there never propagates to the host while the rest of `/` stays rslave/rshared.
+fn make_parent_mount_private(dir: &Path) -> Res<()> {
+    let mut p = Some(dir);
+    while let Some(d) = p {
+        match mount(NONE, d, NONE, MsFlags::MS_PRIVATE, NONE) {
+            Ok(()) => return Ok(()),
+            // Not a mount point: try its parent.
+            Err(Errno::EINVAL) => p = d.parent(),
+            Err(e) => return Err(e).ctx(|| format!("make the mount of {} private", d.display())),
+        }
+    }
+    Err(Fail(format!("no mount found above {}", dir.display())))
 }
 
 /// A mounted rootfs: an fd of its top directory, every container path resolved from it.
@@ -101,8 +132,26 @@ impl Rootfs {
 
 /// Mount everything under `rootfs.merged`; the caller then calls [`pivot_into`].
 pub fn prepare_rootfs(spec: &ContainerSpec) -> Res<()> {
-    mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE)
-        .ctx(|| "make / rprivate in the container mount namespace")?;
+    // As runc: / is rprivate unless a bind needs propagation (rslave when one is
+    // host-to-container, rshared when one is bidirectional); the rootfs is then made on a
+    // private mount all the same.
+    let root_propagation = spec
+        .mounts
+        .iter()
+        .map(|m| m.propagation)
+        .max()
+        .unwrap_or_default();
+    mount(
+        NONE,
+        "/",
+        NONE,
+        MsFlags::MS_REC | propagation_flag(root_propagation),
+        NONE,
+    )
+    .ctx(|| format!("make / r{root_propagation:?} in the container mount namespace"))?;
+    if root_propagation != Propagation::Private {
+        make_parent_mount_private(&spec.rootfs.merged)?;
+    }
     mount_overlay(&spec.rootfs)?;
     let root = Rootfs::open(&spec.rootfs.merged)?;
     let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -208,7 +257,7 @@ fn mount_dev(root: &Rootfs, shm_dir: Option<&Path>) -> Res<()> {
             .ctx(|| format!("create /dev/{name}"))?;
             let node = child(dev, name, shown)?;
             let host = Path::new("/dev").join(name);
-            bind_onto(&host, node.as_fd(), &host, false)?;
+            bind_onto(&host, node.as_fd(), &host, false, 0)?;
         } else {
             made.ctx(|| format!("mknod /dev/{name}"))?;
         }
@@ -239,7 +288,7 @@ fn mount_dev(root: &Rootfs, shm_dir: Option<&Path>) -> Res<()> {
     let shm_shown = Path::new("/dev/shm");
     let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     match shm_dir {
-        Some(pod_shm) => bind_onto(pod_shm, shm.as_fd(), shm_shown, false)?,
+        Some(pod_shm) => bind_onto(pod_shm, shm.as_fd(), shm_shown, false, 0)?,
         None => mount(
             Some("shm"),
             fd_path(shm.as_fd()).as_str(),
@@ -264,7 +313,14 @@ fn bind_mount(root: &Rootfs, m: &BindMount) -> Res<()> {
     let meta =
         fs::metadata(&m.source).ctx(|| format!("bind mount source {}", m.source.display()))?;
     let target = root.mount_point(&m.destination, meta.is_dir())?;
-    bind_onto(&m.source, target.as_fd(), &m.destination, m.readonly)
+    let propagation = propagation_flag(m.propagation).bits();
+    bind_onto(
+        &m.source,
+        target.as_fd(),
+        &m.destination,
+        m.readonly,
+        propagation,
+    )
 }
 
 /// Make `merged` the root: `pivot_root(".", ".")` then detach the old root stacked under it
@@ -306,7 +362,7 @@ pub fn restrict_paths(masked: &[String], readonly_paths: &[String]) -> Res<()> {
             )
             .ctx(|| format!("mask {p} with a read-only tmpfs"))?
         } else {
-            bind_onto(Path::new("/dev/null"), fd.as_fd(), Path::new(p), false)?
+            bind_onto(Path::new("/dev/null"), fd.as_fd(), Path::new(p), false, 0)?
         }
     }
     Ok(())

@@ -50,6 +50,21 @@ pub struct InfraSpec {
     pub launched_file: PathBuf,
 }
 
+/// Mount propagation of a bind mount (CRI `MountPropagation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    /// rprivate: nothing propagates (CRI PROPAGATION_PRIVATE, the default).
+    #[default]
+    Private,
+    /// rslave: mounts made on the host under the source show in the container (CRI
+    /// PROPAGATION_HOST_TO_CONTAINER). The source must be on a shared or slave mount.
+    Slave,
+    /// rshared: both ways (CRI PROPAGATION_BIDIRECTIONAL, privileged pods only). The source
+    /// must be on a shared mount.
+    Shared,
+}
+
 /// One bind mount into a container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BindMount {
@@ -58,6 +73,8 @@ pub struct BindMount {
     /// symlink out of it.
     pub destination: PathBuf,
     pub readonly: bool,
+    #[serde(default)]
+    pub propagation: Propagation,
 }
 
 /// The overlay that becomes the container's `/`. It is mounted inside the container's own mount

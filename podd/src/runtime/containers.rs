@@ -10,12 +10,12 @@ use tracing::{info, warn};
 
 use super::{new_id, now_ns, resolve_id, Runtime};
 use crate::container::user::{self, UserRequest};
-use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
+use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountConfig};
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::isolate::spec::{
     default_masked_paths, default_readonly_paths, BindMount, ContainerSpec, ExecSpec, ExitRecord,
-    Launched, NsKind, RootfsSpec,
+    Launched, NsKind, Propagation, RootfsSpec,
 };
 use crate::isolate::{self, capabilities};
 use crate::pod::{NsMode, PodRecord, PodState};
@@ -148,6 +148,42 @@ fn confinement(
         masked_paths,
         readonly_paths,
     })
+}
+
+/// As containerd: bidirectional propagation only in a privileged pod, and only from a source on
+/// a shared mount; host-to-container only from a source on a shared or slave mount.
+fn check_propagation(m: &MountConfig, field: &str, pod: &PodRecord) -> Result<()> {
+    let field = format!("{field}.propagation");
+    let needs = match m.propagation {
+        Propagation::Private => return Ok(()),
+        Propagation::Slave => "a shared or slave mount (mount --make-shared or --make-slave)",
+        Propagation::Shared => {
+            if !pod.config.privileged {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "PROPAGATION_BIDIRECTIONAL needs a privileged pod; pod sandbox {} is \
+                         not privileged",
+                        pod.id
+                    ),
+                ));
+            }
+            "a shared mount (mount --make-shared)"
+        }
+    };
+    let host = isolate::host_mount_of(Path::new(&m.host_path))?;
+    let ok = match m.propagation {
+        Propagation::Shared => host.shared,
+        _ => host.shared || host.slave,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(format!(
+        "{field}: host path {} is on mount {}, which is not {needs}",
+        m.host_path,
+        host.mount_point.display()
+    )))
 }
 
 impl Runtime {
@@ -284,10 +320,12 @@ impl Runtime {
                 std::fs::create_dir_all(&m.host_path)
                     .map_err(Error::io(format!("create host path {}", m.host_path)))?;
             }
+            check_propagation(m, &field(), pod)?;
             mounts.push(BindMount {
                 source: PathBuf::from(&m.host_path),
                 destination: PathBuf::from(&m.container_path),
                 readonly: m.readonly,
+                propagation: m.propagation,
             });
         }
         let cwd = [
