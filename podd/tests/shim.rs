@@ -246,6 +246,7 @@ async fn pod_with_two_containers_exec_and_release() {
         source: pod.path("lower/bin"),
         destination: "/hostetc/podd-test-bin".into(),
         readonly: true,
+        propagation: Default::default(),
     });
     let la = shim.start_container(&a).await.expect("start container a");
     pod.track(&la);
@@ -302,6 +303,7 @@ async fn pod_with_two_containers_exec_and_release() {
         cwd: "/".into(),
         uid: 0,
         gid: 0,
+        additional_gids: vec![],
         capabilities: b.capabilities.clone(),
         ambient_capabilities: vec![],
         no_new_privs: false,

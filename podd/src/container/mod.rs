@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::isolate::spec::ContainerSpec;
+use crate::isolate::spec::{ContainerSpec, Propagation};
 use crate::pod::NsMode;
 use crate::process::ProcRef;
 
@@ -15,6 +15,8 @@ pub struct MountConfig {
     pub container_path: String,
     pub host_path: String,
     pub readonly: bool,
+    #[serde(default)]
+    pub propagation: Propagation,
 }
 
 /// The validated subset of a CRI ContainerConfig that podd acts on.
@@ -54,6 +56,12 @@ pub struct ContainerConfig {
     /// Empty: the defaults (see `isolate::spec::DEFAULT_READONLY_PATHS`).
     #[serde(default)]
     pub readonly_paths: Vec<String>,
+    /// CRI `supplemental_groups`, added to the groups the image's /etc/group gives the user.
+    #[serde(default)]
+    pub supplemental_groups: Vec<u32>,
+    /// CRI SupplementalGroupsPolicy Strict: the image's /etc/group is not consulted.
+    #[serde(default)]
+    pub supplemental_groups_strict: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

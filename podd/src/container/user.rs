@@ -63,6 +63,67 @@ fn lookup_group(layers: &[PathBuf], spec: &str) -> Option<u32> {
     })
 }
 
+/// The name of the user `user` (a name, or a uid looked up in the image's /etc/passwd).
+fn user_name(layers: &[PathBuf], user: &str) -> Option<String> {
+    match user.parse::<u32>() {
+        Ok(uid) => {
+            let passwd = image_file(layers, "etc/passwd")?;
+            let name = entries(&passwd)
+                .find(|e| e.1 == uid)
+                .map(|e| e.0.to_string());
+            name
+        }
+        Err(_) => Some(user.to_string()),
+    }
+}
+
+/// The process's group list, as containerd makes it: the primary gid, then the gids of the
+/// image's /etc/group entries that list the user's name as a member (unless `strict`, CRI's
+/// SupplementalGroupsPolicy Strict), then the CRI `supplemental_groups`; each once.
+pub fn additional_gids(
+    req: &UserRequest,
+    layers: &[PathBuf],
+    ids: Ids,
+    supplemental: &[u32],
+    strict: bool,
+) -> Vec<u32> {
+    let mut gids = vec![ids.gid];
+    let user = if !req.run_as_username.is_empty() {
+        req.run_as_username.to_string()
+    } else if let Some(uid) = req.run_as_user {
+        uid.to_string()
+    } else {
+        let image_user = req.image_user.split(':').next().unwrap_or("");
+        if image_user.is_empty() {
+            "0"
+        } else {
+            image_user
+        }
+        .to_string()
+    };
+    if !strict {
+        if let Some(name) = user_name(layers, &user) {
+            let group = image_file(layers, "etc/group").unwrap_or_default();
+            for line in group.lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                let (Some(gid), Some(members)) =
+                    (f.get(2).and_then(|g| g.parse::<u32>().ok()), f.get(3))
+                else {
+                    continue;
+                };
+                // Only supplementary groups: not the user's own group of the same name.
+                if f[0] != name && members.split(',').any(|m| m.trim() == name) {
+                    gids.push(gid);
+                }
+            }
+        }
+    }
+    gids.extend_from_slice(supplemental);
+    let mut seen = std::collections::HashSet::new();
+    gids.retain(|g| seen.insert(*g));
+    gids
+}
+
 pub struct UserRequest<'a> {
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,
@@ -133,6 +194,48 @@ mod tests {
             run_as_username: username,
             image_user,
         }
+    }
+
+    #[test]
+    fn groups_listing_the_user_then_the_supplemental_ones() {
+        let l = layer();
+        fs::write(
+            l.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:nobody,other\nnobody:x:65533:nobody\nwheel:x:10:root\n\
+             bad:x:zz:nobody\n",
+        )
+        .unwrap();
+        let layers = vec![l.path().to_path_buf()];
+        let gids = |r: &UserRequest, strict| {
+            let ids = resolve(r, &layers).unwrap();
+            additional_gids(r, &layers, ids, &[1234, 50], strict)
+        };
+        assert_eq!(gids(&req("nobody", ""), false), vec![65534, 50, 1234]);
+        assert_eq!(gids(&req("65534:7", ""), false), vec![7, 50, 1234]);
+        assert_eq!(gids(&req("", "nobody"), false), vec![65534, 50, 1234]);
+        assert_eq!(gids(&req("", ""), false), vec![0, 10, 1234, 50]);
+        assert_eq!(gids(&req("nobody", ""), true), vec![65534, 1234, 50]);
+        let by_uid = UserRequest {
+            run_as_user: Some(65534),
+            ..req("root", "")
+        };
+        assert_eq!(gids(&by_uid, false), vec![65534, 50, 1234]);
+        // A uid without a passwd entry has no name, so no image groups.
+        assert_eq!(gids(&req("4242", ""), false), vec![0, 1234, 50]);
+    }
+
+    #[test]
+    fn groups_are_never_read_through_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("etc")).unwrap();
+        fs::write(d.path().join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("group"), "wheel:x:10:root\n").unwrap();
+        std::os::unix::fs::symlink(host.path().join("group"), d.path().join("etc/group")).unwrap();
+        let layers = vec![d.path().to_path_buf()];
+        let r = req("", "");
+        let ids = resolve(&r, &layers).unwrap();
+        assert_eq!(additional_gids(&r, &layers, ids, &[], false), vec![0]);
     }
 
     #[test]

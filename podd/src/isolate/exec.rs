@@ -93,7 +93,7 @@ fn command(spec: &ExecSpec, parent: Pid) -> ! {
         drop_to(&Privileges {
             uid: spec.uid,
             gid: spec.gid,
-            groups: &[],
+            groups: &spec.additional_gids,
             capabilities: &spec.capabilities,
             ambient: &spec.ambient_capabilities,
             no_new_privs: spec.no_new_privs,

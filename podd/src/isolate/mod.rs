@@ -18,6 +18,7 @@ mod monitor;
 mod mounts;
 mod pod;
 mod process;
+mod propagation;
 mod rootfs_path;
 mod shim;
 mod syscall;
@@ -30,5 +31,5 @@ pub use process::{
     become_subreaper, kill_container_processes, kill_mount_namespace, process_start_time,
     ProcessHandle,
 };
-pub use rootfs_path::resolve_in_root;
+pub use propagation::{host_mount_of, HostMount};
 pub use shim::{ExecOutput, Shim, EXEC_OUTPUT_MAX};

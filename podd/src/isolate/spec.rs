@@ -50,6 +50,21 @@ pub struct InfraSpec {
     pub launched_file: PathBuf,
 }
 
+/// Mount propagation of a bind mount (CRI `MountPropagation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    /// rprivate: nothing propagates (CRI PROPAGATION_PRIVATE, the default).
+    #[default]
+    Private,
+    /// rslave: mounts made on the host under the source show in the container (CRI
+    /// PROPAGATION_HOST_TO_CONTAINER). The source must be on a shared or slave mount.
+    Slave,
+    /// rshared: both ways (CRI PROPAGATION_BIDIRECTIONAL, privileged pods only). The source
+    /// must be on a shared mount.
+    Shared,
+}
+
 /// One bind mount into a container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BindMount {
@@ -58,6 +73,8 @@ pub struct BindMount {
     /// symlink out of it.
     pub destination: PathBuf,
     pub readonly: bool,
+    #[serde(default)]
+    pub propagation: Propagation,
 }
 
 /// The overlay that becomes the container's `/`. It is mounted inside the container's own mount
@@ -89,6 +106,8 @@ pub struct ContainerSpec {
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
+    /// The group list set with setgroups(2) (the primary gid, the image's /etc/group entries
+    /// naming the user, CRI `supplemental_groups`).
     pub additional_gids: Vec<u32>,
     /// The pod's shm directory, bind-mounted at `/dev/shm`.
     pub shm_dir: Option<PathBuf>,
@@ -203,6 +222,9 @@ pub struct ExecSpec {
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
+    /// The container's group list (see [`ContainerSpec`]); empty in requests from before it.
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
     /// The container's own capability sets and `no_new_privs` (see [`ContainerSpec`]): an
     /// exec'd command has exactly the privileges of the container's workload.
     #[serde(default = "default_capabilities")]

@@ -1,5 +1,5 @@
 //! Thin wrappers for the kernel calls `nix` 0.30 does not have (pidfd, close_range,
-//! mount_setattr, SIOCSIFFLAGS) plus `fork`. Every `unsafe` of the shim lives here or names
+//! mount_setattr, openat2, open_tree, move_mount, SIOCSIFFLAGS) plus `fork`. Every `unsafe` of the shim lives here or names
 //! its reason where it stands.
 
 use std::ffi::CStr;
@@ -66,23 +66,107 @@ struct MountAttr {
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 
-/// Make the mount at `path` and every mount below it read-only
-/// (`mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`).
-pub fn make_readonly_recursive(path: &CStr) -> nix::Result<()> {
+/// `struct open_how` from <linux/openat2.h>.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// `openat2(root, path, O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: `path`
+/// resolved by the kernel as if `root` were `/` (`..` and absolute symlinks never leave it;
+/// /proc magic links refused), atomically. Retries the kernel's EAGAIN (a rename raced with
+/// a `..` step).
+pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr) -> nix::Result<OwnedFd> {
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    let mut tries = 0;
+    loop {
+        // SAFETY: `path` is a valid C string and `how` a correctly laid out struct of the size
+        // passed; both outlive the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        match Errno::result(fd) {
+            Err(Errno::EAGAIN) if tries < 32 => tries += 1,
+            // SAFETY: the kernel just returned this new fd and nothing else owns it.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+/// `open_tree(dirfd, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE [| AT_EMPTY_PATH])`:
+/// a detached copy of the mount tree at `path` (a recursive bind mount not attached anywhere
+/// yet). An empty `path` means `dirfd` itself.
+pub fn clone_tree(dirfd: Option<BorrowedFd<'_>>, path: &CStr) -> nix::Result<OwnedFd> {
+    let mut flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    if path.is_empty() {
+        flags |= libc::AT_EMPTY_PATH as libc::c_uint;
+    }
+    let dirfd = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `path` is a valid C string that outlives the call; the rest are integers.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) };
+    let fd = Errno::result(fd)? as RawFd;
+    // SAFETY: the kernel just returned this new fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)`: attach
+/// the detached tree `tree` on the very inode `target` is an O_PATH fd of.
+pub fn move_mount_onto(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: the empty C string literal is static; the fds are valid for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// `mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, ..)` on a mount tree fd (detached or
+/// not): read-only when `readonly`, and the propagation type when not 0.
+pub fn set_tree_attributes(
+    tree: BorrowedFd<'_>,
+    readonly: bool,
+    propagation: u64,
+) -> nix::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: if readonly { MOUNT_ATTR_RDONLY } else { 0 },
         attr_clr: 0,
-        propagation: 0,
+        propagation,
         userns_fd: 0,
     };
-    // SAFETY: `path` is a valid C string and `attr` a correctly laid out struct of the size
-    // passed; both outlive the call.
+    // SAFETY: as in `make_readonly_recursive`; the empty path is a static C string.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )

@@ -10,12 +10,12 @@ use tracing::{info, warn};
 
 use super::{new_id, now_ns, resolve_id, Runtime};
 use crate::container::user::{self, UserRequest};
-use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
+use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountConfig};
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::isolate::spec::{
     default_masked_paths, default_readonly_paths, BindMount, ContainerSpec, ExecSpec, ExitRecord,
-    Launched, NsKind, RootfsSpec,
+    Launched, NsKind, Propagation, RootfsSpec,
 };
 use crate::isolate::{self, capabilities};
 use crate::pod::{NsMode, PodRecord, PodState};
@@ -150,6 +150,42 @@ fn confinement(
     })
 }
 
+/// As containerd: bidirectional propagation only in a privileged pod, and only from a source on
+/// a shared mount; host-to-container only from a source on a shared or slave mount.
+fn check_propagation(m: &MountConfig, field: &str, pod: &PodRecord) -> Result<()> {
+    let field = format!("{field}.propagation");
+    let needs = match m.propagation {
+        Propagation::Private => return Ok(()),
+        Propagation::Slave => "a shared or slave mount (mount --make-shared or --make-slave)",
+        Propagation::Shared => {
+            if !pod.config.privileged {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "PROPAGATION_BIDIRECTIONAL needs a privileged pod; pod sandbox {} is \
+                         not privileged",
+                        pod.id
+                    ),
+                ));
+            }
+            "a shared mount (mount --make-shared)"
+        }
+    };
+    let host = isolate::host_mount_of(Path::new(&m.host_path))?;
+    let ok = match m.propagation {
+        Propagation::Shared => host.shared,
+        _ => host.shared || host.slave,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(format!(
+        "{field}: host path {} is on mount {}, which is not {needs}",
+        m.host_path,
+        host.mount_point.display()
+    )))
+}
+
 impl Runtime {
     pub async fn create_container(
         self: &Arc<Self>,
@@ -204,15 +240,20 @@ impl Runtime {
     ) -> Result<()> {
         let dir = self.dirs.container_dir(id);
         let layers = self.images.layer_dirs(image);
-        let ids = user::resolve(
-            &UserRequest {
-                run_as_user: config.run_as_user,
-                run_as_group: config.run_as_group,
-                run_as_username: &config.run_as_username,
-                image_user: &image.config.user,
-            },
+        let user_req = UserRequest {
+            run_as_user: config.run_as_user,
+            run_as_group: config.run_as_group,
+            run_as_username: &config.run_as_username,
+            image_user: &image.config.user,
+        };
+        let ids = user::resolve(&user_req, &layers)?;
+        let additional_gids = user::additional_gids(
+            &user_req,
             &layers,
-        )?;
+            ids,
+            &config.supplemental_groups,
+            config.supplemental_groups_strict,
+        );
         let args = process_args(&config, image);
         if args.is_empty() {
             return Err(Error::invalid(
@@ -279,10 +320,12 @@ impl Runtime {
                 std::fs::create_dir_all(&m.host_path)
                     .map_err(Error::io(format!("create host path {}", m.host_path)))?;
             }
+            check_propagation(m, &field(), pod)?;
             mounts.push(BindMount {
                 source: PathBuf::from(&m.host_path),
                 destination: PathBuf::from(&m.container_path),
                 readonly: m.readonly,
+                propagation: m.propagation,
             });
         }
         let cwd = [
@@ -315,7 +358,7 @@ impl Runtime {
             cwd,
             uid: ids.uid,
             gid: ids.gid,
-            additional_gids: Vec::new(),
+            additional_gids,
             shm_dir: Some(pod.shm_dir.clone()),
             mounts,
             log_path: log_path.clone(),
@@ -622,6 +665,7 @@ impl Runtime {
             cwd: c.spec.cwd.clone(),
             uid: c.spec.uid,
             gid: c.spec.gid,
+            additional_gids: c.spec.additional_gids.clone(),
             capabilities: c.spec.capabilities.clone(),
             ambient_capabilities: c.spec.ambient_capabilities.clone(),
             no_new_privs: c.spec.no_new_privs,

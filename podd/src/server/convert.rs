@@ -9,6 +9,7 @@ use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountCo
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::isolate::capabilities;
+use crate::isolate::spec::Propagation;
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
 
 fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -213,6 +214,41 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
     )?;
     let masked_paths = container_paths(&sec.masked_paths, "masked_paths")?;
     let readonly_paths = container_paths(&sec.readonly_paths, "readonly_paths")?;
+    let supplemental_groups = sec
+        .supplemental_groups
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| {
+            u32::try_from(g).map_err(|_| {
+                Error::invalid(
+                    format!("{SEC}.supplemental_groups[{i}]"),
+                    format!("{g} is not a valid gid"),
+                )
+            })
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    let supplemental_groups_strict =
+        sec.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32;
+    let mut mounts = Vec::with_capacity(config.mounts.len());
+    for (i, m) in config.mounts.iter().enumerate() {
+        let propagation = match cri::MountPropagation::try_from(m.propagation) {
+            Ok(cri::MountPropagation::PropagationPrivate) => Propagation::Private,
+            Ok(cri::MountPropagation::PropagationHostToContainer) => Propagation::Slave,
+            Ok(cri::MountPropagation::PropagationBidirectional) => Propagation::Shared,
+            Err(_) => {
+                return Err(Error::invalid(
+                    format!("config.mounts[{i}].propagation"),
+                    format!("unknown mount propagation {}", m.propagation),
+                ))
+            }
+        };
+        mounts.push(MountConfig {
+            container_path: m.container_path.clone(),
+            host_path: m.host_path.clone(),
+            readonly: m.readonly,
+            propagation,
+        });
+    }
     Ok(ContainerConfig {
         name: meta.name,
         attempt: meta.attempt,
@@ -221,15 +257,7 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         args: config.args,
         working_dir: config.working_dir,
         envs,
-        mounts: config
-            .mounts
-            .iter()
-            .map(|m| MountConfig {
-                container_path: m.container_path.clone(),
-                host_path: m.host_path.clone(),
-                readonly: m.readonly,
-            })
-            .collect(),
+        mounts,
         labels: sorted(&config.labels),
         annotations: sorted(&config.annotations),
         log_path: config.log_path,
@@ -245,6 +273,8 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         no_new_privs: sec.no_new_privs,
         masked_paths,
         readonly_paths,
+        supplemental_groups,
+        supplemental_groups_strict,
     })
 }
 
@@ -378,6 +408,11 @@ pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
                 container_path: m.container_path.clone(),
                 host_path: m.host_path.clone(),
                 readonly: m.readonly,
+                propagation: match m.propagation {
+                    Propagation::Private => cri::MountPropagation::PropagationPrivate,
+                    Propagation::Slave => cri::MountPropagation::PropagationHostToContainer,
+                    Propagation::Shared => cri::MountPropagation::PropagationBidirectional,
+                } as i32,
                 ..Default::default()
             })
             .collect(),
