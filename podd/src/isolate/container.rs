@@ -71,6 +71,15 @@ fn launch(spec: &ContainerSpec) -> Res<Launched> {
 
 /// The monitor: start the workload, write the launched file, report, supervise, exit.
 fn monitor_main(spec: &ContainerSpec, verdict: OwnedFd) -> ! {
+    // SIGUSR1 asks to reopen the log (ReopenContainerLog); read from a signalfd, never
+    // delivered (the workload unblocks every signal before exec).
+    if let Err(e) = super::monitor::reopen_signals().thread_block() {
+        write_quietly(
+            &verdict,
+            format!("block SIGUSR1 in the monitor: {e}").as_bytes(),
+        );
+        exit_now(1)
+    }
     let started = start_workload(spec, &verdict).and_then(|workload| {
         let me = nix::unistd::getpid().as_raw();
         let launched = Launched {
@@ -104,7 +113,7 @@ fn monitor_main(spec: &ContainerSpec, verdict: OwnedFd) -> ! {
     }
 }
 
-fn open_log(path: &Path) -> Res<File> {
+pub(super) fn open_log(path: &Path) -> Res<File> {
     OpenOptions::new()
         .append(true)
         .create(true)

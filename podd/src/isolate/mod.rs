@@ -26,10 +26,11 @@ mod syscall;
 pub use entry::shim_main;
 pub use error::IsolateError;
 pub use logwriter::{rfc3339_nano, LineSplitter, MAX_RECORD};
+pub use monitor::REOPEN_LOG;
 pub use pod::{release_pod, release_shm};
 pub use process::{
-    become_subreaper, kill_container_processes, kill_mount_namespace, process_start_time,
-    ProcessHandle,
+    become_subreaper, blocks_signal, kill_container_processes, kill_mount_namespace,
+    process_start_time, ProcessHandle,
 };
 pub use propagation::{host_mount_of, HostMount};
 pub use shim::{ExecOutput, Shim, EXEC_OUTPUT_MAX};

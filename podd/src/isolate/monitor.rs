@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::logwriter::{now, rfc3339_nano, LineSplitter, LogWriter};
 use super::process::{exit_code, kill_mount_namespace};
 use super::spec::{ContainerSpec, ExitRecord};
-use super::syscall::{exit_now, trim_memory};
+use super::syscall::{exit_now, replace_fd, trim_memory};
 
 /// After the workload exited: stop draining after this long without data...
 const DRAIN_IDLE: Duration = Duration::from_millis(200);
@@ -70,6 +72,22 @@ impl Stream<'_> {
     }
 }
 
+/// The signal that asks a monitor to reopen its container's log file (kubelet rotated it).
+pub const REOPEN_LOG: Signal = Signal::SIGUSR1;
+
+pub fn reopen_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(REOPEN_LOG);
+    set
+}
+
+/// Reopen the log at its path (made anew if it was moved away) on the same fd number.
+fn reopen_log(spec: &ContainerSpec, log: &File) {
+    if let Ok(new) = super::container::open_log(&spec.log_path) {
+        let _ = replace_fd(new.as_fd(), log.as_fd());
+    }
+}
+
 /// Supervise until the workload exited and its output is drained, then write the exit file
 /// and exit the process.
 pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
@@ -91,6 +109,12 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
             },
         },
     ];
+    // Without it the log is never reopened, but the container runs as ever.
+    let reopen = SignalFd::with_flags(
+        &reopen_signals(),
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )
+    .ok();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut record = Vec::new();
     let mut status = None;
@@ -112,6 +136,10 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
             .collect();
         if status.is_none() {
             fds.push(PollFd::new(w.pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        let reopen_slot = fds.len();
+        if let Some(sfd) = &reopen {
+            fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
         }
         let timeout = if status.is_some() {
             PollTimeout::try_from(DRAIN_IDLE).unwrap_or(PollTimeout::ZERO)
@@ -137,6 +165,10 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
         };
         drop(fds);
         active_since_trim = true;
+        if let (Some(sfd), Some(true)) = (&reopen, ready.get(reopen_slot)) {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            reopen_log(spec, &w.log);
+        }
         for (slot, &i) in open.iter().enumerate() {
             if ready[slot] {
                 streams[i].pump(&mut buf, &mut record);

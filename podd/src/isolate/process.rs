@@ -114,6 +114,19 @@ pub fn kill_container_processes(pid: i32, start_time: u64) {
     }
 }
 
+/// True when `pid` blocks `sig` (`SigBlk` of /proc/PID/status): a monitor that does reads it
+/// from a signalfd, one from an older podd-shim would die of it.
+pub fn blocks_signal(pid: i32, sig: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
+}
+
 /// A pidfd on a process identified by pid and start time, immune to pid reuse.
 #[derive(Debug)]
 pub struct ProcessHandle {
@@ -234,6 +247,20 @@ mod tests {
         assert!(ProcessHandle::open(me, 1).is_none());
         assert_eq!(h.mount_namespace(), mount_namespace_of(me));
         assert!(h.mount_namespace().is_some());
+    }
+
+    #[test]
+    fn blocked_signals_are_read_from_status() {
+        let mut set = nix::sys::signal::SigSet::empty();
+        set.add(Signal::SIGUSR2);
+        // /proc/TID/status is this test's thread, whose mask is the one changed here.
+        let tid = nix::unistd::gettid().as_raw();
+        set.thread_block().unwrap();
+        let blocked = blocks_signal(tid, Signal::SIGUSR2);
+        set.thread_unblock().unwrap();
+        assert!(blocked);
+        assert!(!blocks_signal(tid, Signal::SIGUSR2));
+        assert!(!blocks_signal(-1, Signal::SIGUSR2));
     }
 
     #[test]

@@ -174,6 +174,15 @@ pub fn set_tree_attributes(
     Errno::result(r).map(drop)
 }
 
+/// Make the fd number of `target` refer to what `new` refers to (`dup3(new, target,
+/// O_CLOEXEC)`), atomically: whoever writes to `target` writes to the new file from then on.
+pub fn replace_fd(new: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: `target` stays owned by its owner and open (dup3 closes and reuses the number
+    // in one step), only the open file description behind it changes; `new` is unaffected.
+    let r = unsafe { libc::dup3(new.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) };
+    Errno::result(r).map(drop)
+}
+
 /// Set IFF_UP on the interface `name` of the current network namespace.
 pub fn interface_up(name: &str) -> nix::Result<()> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};

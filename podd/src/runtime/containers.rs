@@ -21,6 +21,8 @@ use crate::isolate::{self, capabilities};
 use crate::pod::{NsMode, PodRecord, PodState};
 use crate::process::ProcRef;
 
+/// How long ReopenContainerLog waits for the monitor to make the new log file.
+const LOG_REOPEN_WAIT: Duration = Duration::from_secs(2);
 /// How long a monitor may take to record the exit after its workload died.
 const MONITOR_WAIT: Duration = Duration::from_secs(10);
 const EXIT_CODE_UNKNOWN: i32 = 255;
@@ -637,6 +639,44 @@ impl Runtime {
             .collect();
         out.sort_by_key(|c| c.created_at);
         out
+    }
+
+    /// ReopenContainerLog: the monitor reopens `log_path` (kubelet moved the old file away);
+    /// returns once the file exists again.
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let c = self.container(id)?;
+        let c = self.settle_exit(&c.id).unwrap_or(c);
+        let monitor = match c.state {
+            ContainerState::Running => c.monitor.and_then(|m| m.handle()),
+            _ => None,
+        };
+        let Some(monitor) = monitor else {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running; only a running container's log can be reopened",
+                c.id
+            )));
+        };
+        if !isolate::blocks_signal(monitor.pid(), isolate::REOPEN_LOG) {
+            return Err(Error::FailedPrecondition(format!(
+                "the monitor of container {} comes from a podd-shim that cannot reopen logs; \
+                 restart the container",
+                c.id
+            )));
+        }
+        monitor.signal(isolate::REOPEN_LOG)?;
+        let deadline = tokio::time::Instant::now() + LOG_REOPEN_WAIT;
+        while !c.log_path.exists() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::FailedPrecondition(format!(
+                    "the monitor of container {} did not reopen {} within {:?}",
+                    c.id,
+                    c.log_path.display(),
+                    LOG_REOPEN_WAIT
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     pub async fn exec_sync(

@@ -284,9 +284,12 @@ impl RuntimeService for RuntimeSvc {
 
     async fn reopen_container_log(
         &self,
-        _: Request<cri::ReopenContainerLogRequest>,
+        req: Request<cri::ReopenContainerLogRequest>,
     ) -> Rpc<cri::ReopenContainerLogResponse> {
-        unimplemented("ReopenContainerLog")
+        let req = req.into_inner();
+        required_id(&req.container_id, "container_id")?;
+        self.runtime.reopen_container_log(&req.container_id).await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec(&self, _: Request<cri::ExecRequest>) -> Rpc<cri::ExecResponse> {
