@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
-use super::{new_id, now_ns, resolve_id, Runtime};
+use super::{new_id, now_ns, remove_tree, resolve_id, unless_gone, Runtime};
 use crate::container::user::{self, UserRequest};
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountConfig};
 use crate::error::{Error, Result};
@@ -516,10 +516,8 @@ impl Runtime {
 
     /// SIGTERM, then SIGKILL after `timeout` seconds; returns once the exit is recorded.
     pub async fn stop_container(self: &Arc<Self>, id: &str, timeout: i64) -> Result<()> {
-        let c = match self.container(id) {
-            Ok(c) => c,
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(c) = unless_gone(self.container(id))? else {
+            return Ok(());
         };
         let lock = self.op_lock(&c.id);
         let _guard = lock.lock().await;
@@ -568,27 +566,25 @@ impl Runtime {
     }
 
     pub async fn remove_container(self: &Arc<Self>, id: &str) -> Result<()> {
-        let c = match self.container(id) {
-            Ok(c) => c,
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(c) = unless_gone(self.container(id))? else {
+            return Ok(());
         };
         // CRI: a running container is removed by force.
         self.stop_container(&c.id, 0).await?;
         let lock = self.op_lock(&c.id);
         let _guard = lock.lock().await;
-        match std::fs::remove_dir_all(&c.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(format!("remove {}", c.dir.display()))(e))
-            }
-            _ => {}
-        }
-        self.container_store.remove(&c.id)?;
+        // The upper dir can be large: delete it off the async workers.
+        let dir = c.dir.clone();
+        tokio::task::spawn_blocking(move || remove_tree(&dir))
+            .await
+            .expect("removing a directory does not panic")?;
         {
+            // Map entry and file go under one lock: a watcher's update can't re-save it after.
             let mut st = self.state.lock().unwrap();
             st.containers.remove(&c.id);
             st.names
                 .remove(&ContainerRecord::reserved_name(&c.pod_id, &c.config));
+            self.container_store.remove(&c.id)?;
         }
         self.drop_op_lock(&c.id);
         info!(container = %c.id, "container removed");

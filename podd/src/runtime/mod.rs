@@ -82,6 +82,26 @@ fn new_id() -> String {
     )
 }
 
+/// `None` for an object that is gone: stopping or removing it again succeeds (kubelet relies
+/// on it).
+fn unless_gone<T>(found: Result<T>) -> Result<Option<T>> {
+    match found {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a directory tree; what is already gone is fine (removal is idempotent in CRI).
+fn remove_tree(dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("remove {}", dir.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Finds the one key equal to `id`, or else the one starting with it.
 fn resolve_id<'a, V>(
     map: &'a HashMap<String, V>,

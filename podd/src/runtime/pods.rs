@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
-use super::{new_id, now_ns, resolve_id, Runtime};
+use super::{new_id, now_ns, remove_tree, resolve_id, unless_gone, Runtime};
 use crate::container::ContainerState;
 use crate::error::{Error, Result};
 use crate::isolate::spec::{InfraSpec, Launched};
@@ -149,11 +149,8 @@ impl Runtime {
     }
 
     pub async fn stop_pod(self: &Arc<Self>, id: &str) -> Result<()> {
-        let pod = match self.pod(id) {
-            Ok(p) => p,
-            // Stopping what is gone succeeds; kubelet relies on it.
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(pod) = unless_gone(self.pod(id))? else {
+            return Ok(());
         };
         let lock = self.op_lock(&pod.id);
         let _guard = lock.lock().await;
@@ -182,10 +179,8 @@ impl Runtime {
     }
 
     pub async fn remove_pod(self: &Arc<Self>, id: &str) -> Result<()> {
-        let pod = match self.pod(id) {
-            Ok(p) => p,
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(pod) = unless_gone(self.pod(id))? else {
+            return Ok(());
         };
         self.stop_pod(&pod.id).await?;
         let lock = self.op_lock(&pod.id);
@@ -214,12 +209,7 @@ impl Runtime {
         }
         isolate::release_pod(&pod.pin_dir, &pod.shm_dir)?;
         for dir in [self.dirs.pod_run_dir(&pod.id), self.dirs.pod_dir(&pod.id)] {
-            match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(format!("remove {}", dir.display()))(e))
-                }
-                _ => {}
-            }
+            remove_tree(&dir)?;
         }
         // Map entry and file go under one lock: a watcher's update_pod can't re-save it after.
         let mut st = self.state.lock().unwrap();
