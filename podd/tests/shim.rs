@@ -11,7 +11,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use podd::isolate::spec::{
     default_capabilities, default_masked_paths, default_readonly_paths, BindMount, ContainerSpec,
-    ExecSpec, ExitRecord, InfraSpec, Launched, NsKind, RootfsSpec,
+    ExecSpec, ExitRecord, Identity, InfraSpec, Launched, NsKind, RootfsSpec,
 };
 use podd::isolate::{become_subreaper, release_pod, ProcessHandle, Shim};
 
@@ -107,20 +107,22 @@ impl Pod {
             args: vec!["sh".into(), "-c".into(), script.into()],
             env: vec!["PATH=/bin".into(), "GREETING=hello".into()],
             cwd: "/work/dir".into(),
-            uid: 0,
-            gid: 0,
-            additional_gids: vec![],
+            identity: Identity {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+                capabilities: default_capabilities(),
+                ambient_capabilities: vec![],
+                no_new_privs: false,
+                privileged: false,
+            },
             shm_dir: Some(self.path("shm")),
             mounts: vec![],
             log_path: base.join("log"),
             exit_file: base.join("exit"),
             launched_file: base.join("launched.json"),
-            capabilities: default_capabilities(),
-            ambient_capabilities: vec![],
-            no_new_privs: false,
             masked_paths: default_masked_paths(),
             readonly_paths: default_readonly_paths(),
-            privileged: false,
         }
     }
 
@@ -301,13 +303,7 @@ async fn pod_with_two_containers_exec_and_release() {
         args: args.iter().map(|s| s.to_string()).collect(),
         env: vec!["PATH=/bin".into()],
         cwd: "/".into(),
-        uid: 0,
-        gid: 0,
-        additional_gids: vec![],
-        capabilities: b.capabilities.clone(),
-        ambient_capabilities: vec![],
-        no_new_privs: false,
-        privileged: false,
+        identity: b.identity.clone(),
     };
     let out = shim.exec_sync(&exec(&["echo", "hi"]), None).await.unwrap();
     assert_eq!((out.stdout.as_slice(), out.exit_code), (&b"hi\n"[..], 0));

@@ -7,7 +7,7 @@ use caps::{CapSet, Capability, CapsHashSet};
 
 use super::cmd::drop_privileges;
 use super::error::{Ctx, Fail, Res};
-use super::spec::DEFAULT_CAPABILITIES;
+use super::spec::{Identity, DEFAULT_CAPABILITIES};
 
 /// The CRI word for "every capability" in `add_capabilities` / `drop_capabilities`.
 pub const ALL: &str = "ALL";
@@ -79,18 +79,6 @@ pub fn resolve(add: &[String], drop: &[String]) -> Result<Vec<String>, UnknownCa
     Ok(sorted(set))
 }
 
-/// Who the workload runs as and what it may do; applied by [`drop_to`].
-pub struct Privileges<'a> {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: &'a [u32],
-    pub capabilities: &'a [String],
-    pub ambient: &'a [String],
-    pub no_new_privs: bool,
-    /// Keep whichever of `capabilities` the shim holds instead of requiring all of them.
-    pub privileged: bool,
-}
-
 fn parse_set(names: &[String], what: &str) -> Res<CapsHashSet> {
     names
         .iter()
@@ -108,9 +96,9 @@ fn caps_ctx<T>(r: Result<T, caps::errors::CapsError>, what: impl FnOnce() -> Str
 /// The last privileged steps before exec, in runc's order: no_new_privs, shrink the bounding
 /// set, change uid/gid keeping the permitted set across setuid, then set permitted, effective,
 /// inheritable (= ambient) and ambient. Runs as root with every capability the shim has.
-pub fn drop_to(p: &Privileges<'_>) -> Res<()> {
-    let wanted = parse_set(p.capabilities, "capabilities")?;
-    let ambient = parse_set(p.ambient, "ambient capabilities")?;
+pub fn drop_to(p: &Identity) -> Res<()> {
+    let wanted = parse_set(&p.capabilities, "capabilities")?;
+    let ambient = parse_set(&p.ambient_capabilities, "ambient capabilities")?;
     let held = caps_ctx(caps::read(None, CapSet::Permitted), || {
         "read the permitted capabilities".into()
     })?;
@@ -138,7 +126,7 @@ pub fn drop_to(p: &Privileges<'_>) -> Res<()> {
         }
     }
     nix::sys::prctl::set_keepcaps(true).ctx(|| "set keepcaps")?;
-    drop_privileges(p.uid, p.gid, p.groups)?;
+    drop_privileges(p.uid, p.gid, &p.additional_gids)?;
     nix::sys::prctl::set_keepcaps(false).ctx(|| "clear keepcaps")?;
     // Effective first: it must stay within permitted at every step.
     for (set, value, name) in [

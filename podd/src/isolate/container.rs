@@ -18,7 +18,7 @@ use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
-use super::capabilities::{drop_to, Privileges};
+use super::capabilities::drop_to;
 use super::cmd::{enter_cwd, exec_args, reset_signals};
 use super::error::{fail, Ctx, Fail, Res};
 use super::infra::clone_flag;
@@ -214,15 +214,7 @@ fn workload(
     }
     restrict_paths(&spec.masked_paths, &spec.readonly_paths)?;
     umask(Mode::from_bits_truncate(0o022));
-    drop_to(&Privileges {
-        uid: spec.uid,
-        gid: spec.gid,
-        groups: &spec.additional_gids,
-        capabilities: &spec.capabilities,
-        ambient: &spec.ambient_capabilities,
-        no_new_privs: spec.no_new_privs,
-        privileged: spec.privileged,
-    })?;
+    drop_to(&spec.identity)?;
     // Nothing of the host may be reachable from the cwd (CVE-2024-21626): the fds of this
     // frame's callers (namespace files, log, pipes) are never used again in this process.
     enter_cwd(&spec.cwd, &[failure])?;

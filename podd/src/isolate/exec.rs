@@ -10,7 +10,7 @@ use nix::sys::signal::{kill, killpg, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::capabilities::{drop_to, Privileges};
+use super::capabilities::drop_to;
 use super::cmd::{enter_cwd, exec_args, reset_signals};
 use super::error::{Ctx, Fail, Res};
 use super::process::{exit_code, process_start_time};
@@ -90,15 +90,7 @@ fn command(spec: &ExecSpec, parent: Pid) -> ! {
             ));
         }
         reset_signals()?;
-        drop_to(&Privileges {
-            uid: spec.uid,
-            gid: spec.gid,
-            groups: &spec.additional_gids,
-            capabilities: &spec.capabilities,
-            ambient: &spec.ambient_capabilities,
-            no_new_privs: spec.no_new_privs,
-            privileged: spec.privileged,
-        })?;
+        drop_to(&spec.identity)?;
         enter_cwd(&spec.cwd, &[])
     })();
     if let Err(e) = prepared {

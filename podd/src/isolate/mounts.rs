@@ -161,7 +161,7 @@ pub fn prepare_rootfs(spec: &ContainerSpec) -> Res<()> {
     mount_dev(&root, spec.shm_dir.as_deref())?;
     let sys_dir = Path::new("/sys");
     let sys = root.mount_point(sys_dir, true)?;
-    let sys_flags = if spec.privileged {
+    let sys_flags = if spec.identity.privileged {
         common
     } else {
         common | MsFlags::MS_RDONLY

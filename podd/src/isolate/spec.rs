@@ -104,11 +104,9 @@ pub struct ContainerSpec {
     pub env: Vec<String>,
     /// Absolute working directory inside the container (created if missing).
     pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// The group list set with setgroups(2) (the primary gid, the image's /etc/group entries
-    /// naming the user, CRI `supplemental_groups`).
-    pub additional_gids: Vec<u32>,
+    /// Who the workload runs as and what it may do (flattened: the JSON keeps its fields).
+    #[serde(flatten)]
+    pub identity: Identity,
     /// The pod's shm directory, bind-mounted at `/dev/shm`.
     pub shm_dir: Option<PathBuf>,
     pub mounts: Vec<BindMount>,
@@ -120,11 +118,30 @@ pub struct ContainerSpec {
     /// success: a [`Launched`]. Empty in records from before it existed (podd fills it in).
     #[serde(default)]
     pub launched_file: PathBuf,
-    /// Capabilities (`CAP_*` names) the workload keeps in its bounding, permitted and effective
-    /// sets; every other one is dropped from the bounding set before exec. Inheritable holds
-    /// only the ambient ones (containerd's fix for CVE-2022-24769). After exec, execve's rules
-    /// apply as under runc: root gets them all, a non-root uid only its ambient ones.
-    /// Records written before this field get [`DEFAULT_CAPABILITIES`].
+    /// Container paths hidden before exec: /dev/null bound over a file, an empty read-only
+    /// tmpfs over a directory; missing ones are skipped. Empty for a privileged container.
+    #[serde(default = "default_masked_paths")]
+    pub masked_paths: Vec<String>,
+    /// Container paths bound read-only onto themselves before exec; missing ones are skipped.
+    #[serde(default = "default_readonly_paths")]
+    pub readonly_paths: Vec<String>,
+}
+
+/// Who a container's processes run as and what they may do: the same for the workload and for
+/// every ExecSync command, so that an exec'd command has exactly the workload's privileges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    /// The group list set with setgroups(2) (the primary gid, the image's /etc/group entries
+    /// naming the user, CRI `supplemental_groups`). Empty in records from before it.
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+    /// Capabilities (`CAP_*` names) kept in the bounding, permitted and effective sets; every
+    /// other one is dropped from the bounding set before exec. Inheritable holds only the
+    /// ambient ones (containerd's fix for CVE-2022-24769). After exec, execve's rules apply as
+    /// under runc: root gets them all, a non-root uid only its ambient ones. Records written
+    /// before this field get [`DEFAULT_CAPABILITIES`].
     #[serde(default = "default_capabilities")]
     pub capabilities: Vec<String>,
     /// Raised in the inheritable and ambient sets; each is also in `capabilities`.
@@ -133,16 +150,8 @@ pub struct ContainerSpec {
     /// `PR_SET_NO_NEW_PRIVS` before exec (CRI `no_new_privs`).
     #[serde(default)]
     pub no_new_privs: bool,
-    /// Container paths hidden before exec: /dev/null bound over a file, an empty read-only
-    /// tmpfs over a directory; missing ones are skipped. Empty for a privileged container.
-    #[serde(default = "default_masked_paths")]
-    pub masked_paths: Vec<String>,
-    /// Container paths bound read-only onto themselves before exec; missing ones are skipped.
-    #[serde(default = "default_readonly_paths")]
-    pub readonly_paths: Vec<String>,
-    /// What `capabilities` and the path lists do not already say: /sys is mounted read-write,
-    /// and `capabilities` (every one podd knows) are kept as far as the shim holds them
-    /// instead of all being required.
+    /// Keep whichever of `capabilities` (every one podd knows) the shim holds instead of
+    /// requiring all of them, and mount /sys read-write.
     #[serde(default)]
     pub privileged: bool,
 }
@@ -220,21 +229,9 @@ pub struct ExecSpec {
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// The container's group list (see [`ContainerSpec`]); empty in requests from before it.
-    #[serde(default)]
-    pub additional_gids: Vec<u32>,
-    /// The container's own capability sets and `no_new_privs` (see [`ContainerSpec`]): an
-    /// exec'd command has exactly the privileges of the container's workload.
-    #[serde(default = "default_capabilities")]
-    pub capabilities: Vec<String>,
-    #[serde(default)]
-    pub ambient_capabilities: Vec<String>,
-    #[serde(default)]
-    pub no_new_privs: bool,
-    #[serde(default)]
-    pub privileged: bool,
+    /// The container's identity, exactly (flattened: the JSON keeps its fields).
+    #[serde(flatten)]
+    pub identity: Identity,
 }
 
 /// What `infra` and `monitor` print on stdout, one JSON line, once the process is running; the
@@ -289,12 +286,36 @@ mod tests {
             "uid":0,"gid":0,"additional_gids":[],"shm_dir":null,"mounts":[],
             "log_path":"/l","exit_file":"/e"}"#;
         let spec: ContainerSpec = serde_json::from_str(old).unwrap();
-        assert_eq!(spec.capabilities, default_capabilities());
+        assert_eq!(spec.identity.capabilities, default_capabilities());
         assert_eq!(spec.masked_paths, default_masked_paths());
         assert_eq!(spec.readonly_paths, default_readonly_paths());
-        assert!(spec.ambient_capabilities.is_empty());
-        assert!(!spec.no_new_privs && !spec.privileged);
+        assert!(spec.identity.ambient_capabilities.is_empty());
+        assert!(!spec.identity.no_new_privs && !spec.identity.privileged);
         assert_eq!(spec.launched_file, PathBuf::new());
+    }
+
+    #[test]
+    fn identity_stays_flat_in_the_json() {
+        let old = r#"{"pid":1,"start_time":2,"args":["id"],"env":[],"cwd":"/",
+            "uid":7,"gid":8,"additional_gids":[9],"capabilities":["CAP_KILL"],
+            "ambient_capabilities":[],"no_new_privs":true,"privileged":true}"#;
+        let spec: ExecSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            spec.identity,
+            Identity {
+                uid: 7,
+                gid: 8,
+                additional_gids: vec![9],
+                capabilities: vec!["CAP_KILL".into()],
+                ambient_capabilities: vec![],
+                no_new_privs: true,
+                privileged: true,
+            }
+        );
+        let json: serde_json::Value = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["privileged"], true);
+        assert_eq!(json["uid"], 7);
+        assert!(json.get("identity").is_none());
     }
 
     #[test]

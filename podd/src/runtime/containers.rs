@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::isolate::spec::{
     default_masked_paths, default_readonly_paths, BindMount, ContainerSpec, ExecSpec, ExitRecord,
-    Launched, NsKind, Propagation, RootfsSpec,
+    Identity, Launched, NsKind, Propagation, RootfsSpec,
 };
 use crate::isolate::{self, capabilities};
 use crate::pod::{NsMode, PodRecord, PodState};
@@ -358,20 +358,22 @@ impl Runtime {
             args,
             env: merge_env(&image.config.env, &config.envs),
             cwd,
-            uid: ids.uid,
-            gid: ids.gid,
-            additional_gids,
+            identity: Identity {
+                uid: ids.uid,
+                gid: ids.gid,
+                additional_gids,
+                capabilities: confinement.capabilities,
+                ambient_capabilities: confinement.ambient,
+                no_new_privs: config.no_new_privs,
+                privileged: config.privileged,
+            },
             shm_dir: Some(pod.shm_dir.clone()),
             mounts,
             log_path: log_path.clone(),
             exit_file: dir.join("exit.json"),
             launched_file: dir.join("launched.json"),
-            capabilities: confinement.capabilities,
-            ambient_capabilities: confinement.ambient,
-            no_new_privs: config.no_new_privs,
             masked_paths: confinement.masked_paths,
             readonly_paths: confinement.readonly_paths,
-            privileged: config.privileged,
         };
         for d in [&spec.rootfs.upper, &spec.rootfs.work, &spec.rootfs.merged] {
             std::fs::create_dir_all(d).map_err(Error::io(format!(
@@ -699,13 +701,7 @@ impl Runtime {
             args: cmd,
             env: c.spec.env.clone(),
             cwd: c.spec.cwd.clone(),
-            uid: c.spec.uid,
-            gid: c.spec.gid,
-            additional_gids: c.spec.additional_gids.clone(),
-            capabilities: c.spec.capabilities.clone(),
-            ambient_capabilities: c.spec.ambient_capabilities.clone(),
-            no_new_privs: c.spec.no_new_privs,
-            privileged: c.spec.privileged,
+            identity: c.spec.identity.clone(),
         };
         let out = self.shim.exec_sync(&spec, timeout).await?;
         if out.timed_out {
