@@ -192,6 +192,12 @@ impl ProcessHandle {
         gone
     }
 
+    /// SIGKILL, then wait up to `timeout` for the exit; true once the process is gone.
+    pub async fn kill(&self, timeout: Duration) -> bool {
+        let _ = self.signal(Signal::SIGKILL);
+        tokio::time::timeout(timeout, self.exited()).await.is_ok()
+    }
+
     /// Resolve once the process has exited, then reap it if it is our (adopted) child.
     pub async fn exited(&self) {
         self.wait_readable().await;

@@ -598,8 +598,10 @@ impl Runtime {
         Ok(self.settle_exit(&c.id).unwrap_or(c))
     }
 
+    /// The records as they are: each monitor's watcher settles a container's exit as it
+    /// happens, so listing (kubelet polls it every second) reads no files and opens no pidfds.
     pub fn list_containers(&self, filter: &ContainerFilter) -> Vec<ContainerRecord> {
-        let ids: Vec<String> = {
+        let mut out: Vec<ContainerRecord> = {
             let st = self.state.lock().unwrap();
             let id = filter
                 .id
@@ -627,14 +629,10 @@ impl Runtime {
                         .iter()
                         .all(|(k, v)| c.config.labels.get(k) == Some(v))
                 })
-                .map(|c| c.id.clone())
+                .filter(|c| filter.state.is_none_or(|s| s == c.state))
+                .cloned()
                 .collect()
         };
-        let mut out: Vec<ContainerRecord> = ids
-            .iter()
-            .filter_map(|id| self.settle_exit(id))
-            .filter(|c| filter.state.is_none_or(|s| s == c.state))
-            .collect();
         out.sort_by_key(|c| c.created_at);
         out
     }

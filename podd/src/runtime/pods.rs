@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
 use super::{new_id, now_ns, remove_tree, resolve_id, unless_gone, Runtime};
@@ -31,13 +30,9 @@ impl Runtime {
     pub async fn run_pod(self: &Arc<Self>, config: PodConfig) -> Result<String> {
         let id = new_id();
         self.reserve_name("pod sandbox", &config.reserved_name(), &id)?;
-        // In a task of its own: a client that gives up (dropping this future) must not stop
+        // The server runs this in a task of its own, so a client that gives up cannot stop
         // the steps half-way, between a launched infra and its record.
-        let rt = Arc::clone(self);
-        let task_id = id.clone();
-        tokio::spawn(async move { rt.run_pod_reserved(&task_id, config).await })
-            .await
-            .map_err(|e| Error::io(format!("run pod sandbox {id}"))(std::io::Error::other(e)))??;
+        self.run_pod_reserved(&id, config).await?;
         Ok(id)
     }
 
@@ -160,11 +155,7 @@ impl Runtime {
             }
         }
         if let Some(handle) = self.pod_infra(&pod).and_then(|i| i.handle()) {
-            handle.signal(Signal::SIGKILL)?;
-            if tokio::time::timeout(KILL_WAIT, handle.exited())
-                .await
-                .is_err()
-            {
+            if !handle.kill(KILL_WAIT).await {
                 return Err(Error::DeadlineExceeded(format!(
                     "infra process {} of pod {} did not exit after SIGKILL",
                     handle.pid(),
