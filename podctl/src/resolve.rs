@@ -116,7 +116,7 @@ pub fn container_candidates(
             qualifier: pod_names
                 .get(c.pod_sandbox_id.as_str())
                 .copied()
-                .or_else(|| c.labels.get("io.kubernetes.pod.name").map(String::as_str))
+                .or_else(|| c.labels.get(crate::run::LABEL_POD_NAME).map(String::as_str))
                 .unwrap_or("")
                 .to_string(),
         })

@@ -412,14 +412,12 @@ async fn rollback(clients: &Clients, pod_id: &str, volumes: Option<&Path>) {
 }
 
 /// Removes a pod's emptyDir directory; a failure is reported, not fatal.
-pub fn remove_volumes(dir: &Path) -> bool {
+pub fn remove_volumes(dir: &Path) {
     match fs::remove_dir_all(dir) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             eprintln!("podctl: remove volumes {}: {e}", dir.display());
-            false
         }
+        _ => {}
     }
 }
 

@@ -506,11 +506,7 @@ fn find(records: &[Record], reference: &str) -> Option<(usize, Match)> {
             }
         }
     }
-    if bare.len() >= 12
-        && bare
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if bare.len() >= 12 && digest::is_lower_hex(bare, bare.len()) {
         let mut hits = records.iter().enumerate().filter(|(_, r)| {
             r.image
                 .id

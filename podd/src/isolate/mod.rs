@@ -25,7 +25,7 @@ mod syscall;
 
 pub use entry::shim_main;
 pub use error::IsolateError;
-pub use logwriter::{rfc3339_nano, LineSplitter, MAX_RECORD};
+pub use logwriter::now_ns;
 pub use monitor::REOPEN_LOG;
 pub use pod::{release_pod, release_shm};
 pub use process::{

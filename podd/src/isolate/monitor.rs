@@ -12,7 +12,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use super::logwriter::{now, rfc3339_nano, LineSplitter, LogWriter};
+use super::logwriter::{now, now_ns, rfc3339_nano, LineSplitter, LogWriter};
 use super::process::{exit_code, kill_mount_namespace};
 use super::spec::{ContainerSpec, ExitRecord};
 use super::syscall::{exit_now, replace_fd, trim_memory};
@@ -183,8 +183,7 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
                 kill_mount_namespace(*ns);
             }
             exited_at = Some(Instant::now());
-            let (secs, nanos) = now();
-            finished_at = secs * 1_000_000_000 + i64::from(nanos);
+            finished_at = now_ns();
         }
     }
     for s in &mut streams {

@@ -65,8 +65,7 @@ pub fn unpin(path: &Path) {
 
 /// Undo the shm mount and remove its directory. Best effort (used on rollback).
 pub fn unmount_shm(dir: &Path) {
-    let _ = unmount_all(dir);
-    let _ = fs::remove_dir(dir);
+    let _ = release_shm(dir);
 }
 
 fn remove_missing_ok(res: io::Result<()>, what: &Path) -> Result<(), IsolateError> {

@@ -70,10 +70,6 @@ impl Shim {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Start a pod's infra process; its namespaces are pinned and its shm mounted on success.
     pub async fn start_infra(&self, spec: &InfraSpec) -> Result<Launched, IsolateError> {
         self.launch("infra", &spec.pod_id, spec).await

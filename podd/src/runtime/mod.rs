@@ -11,7 +11,6 @@ mod recover;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::container::ContainerRecord;
 use crate::error::{Error, Result};
@@ -67,12 +66,7 @@ pub struct Runtime {
     op_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::isolate::now_ns;
 
 fn new_id() -> String {
     format!(
