@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use podd_proto::podd::v1::podd_server::Podd;
-use podd_proto::podd::v1::{ImportImageRequest, ImportImageResponse};
+use podd_proto::podd::v1::{
+    ImportImageRequest, ImportImageResponse, PullImageRequest, PullProgress,
+};
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -15,8 +17,22 @@ pub struct PoddSvc {
     pub images: Arc<ImageStore>,
 }
 
+type PullStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<PullProgress, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Podd for PoddSvc {
+    type PullImageStream = PullStream;
+
+    async fn pull_image(
+        &self,
+        _: Request<PullImageRequest>,
+    ) -> Result<Response<Self::PullImageStream>, Status> {
+        Err(Status::unimplemented(
+            "podd cannot pull from registries yet; use `podctl image import`",
+        ))
+    }
+
     async fn import_image(
         &self,
         req: Request<ImportImageRequest>,
