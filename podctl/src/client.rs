@@ -181,8 +181,24 @@ mod tests {
         use podd_proto::runtime::v1::Image;
 
         struct Fake;
+        type NoStream = std::pin::Pin<
+            Box<
+                dyn tokio_stream::Stream<
+                        Item = Result<podd_proto::podd::v1::PullProgress, tonic::Status>,
+                    > + Send,
+            >,
+        >;
         #[tonic::async_trait]
         impl Podd for Fake {
+            type PullImageStream = NoStream;
+
+            async fn pull_image(
+                &self,
+                _: tonic::Request<podd_proto::podd::v1::PullImageRequest>,
+            ) -> std::result::Result<tonic::Response<NoStream>, tonic::Status> {
+                Err(tonic::Status::unimplemented("not in this fake"))
+            }
+
             async fn import_image(
                 &self,
                 req: tonic::Request<ImportImageRequest>,
