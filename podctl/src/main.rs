@@ -6,8 +6,11 @@ mod commands;
 mod logs;
 mod manifest;
 mod output;
+mod pull;
 mod resolve;
 mod run;
+#[cfg(test)]
+mod testing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +59,25 @@ pub struct InspectOpts {
     /// Output format (json or yaml)
     #[arg(short, long, value_enum, default_value_t = Format::Json)]
     pub output: Format,
+}
+
+/// `podctl pull` and `podctl image pull`.
+#[derive(Args)]
+pub struct PullOpts {
+    /// Image reference, e.g. busybox, 127.0.0.1:5000/team/app:1 or NAME@sha256:...
+    pub image: String,
+    /// Registry credentials USER:PASS (other users can see command lines; prefer --password-stdin)
+    #[arg(long, value_name = "USER:PASS", conflicts_with_all = ["username", "password_stdin"])]
+    pub creds: Option<String>,
+    /// Registry user name; the password is read from stdin
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the registry password from stdin (with --username)
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Print the result as json or yaml instead of a line
+    #[arg(short, long, value_enum, value_name = "FORMAT")]
+    pub output: Option<Format>,
 }
 
 #[derive(Subcommand)]
@@ -148,6 +170,23 @@ pub enum Command {
     Images {
         #[command(flatten)]
         list: ListOpts,
+        /// Only the image this reference or id names
+        #[arg(value_name = "REF")]
+        filter: Option<String>,
+    },
+    /// Pull an image from a registry, with progress
+    Pull {
+        #[command(flatten)]
+        opts: PullOpts,
+    },
+    /// Remove images (by id, id prefix, tag or digest reference); a tag only
+    /// untags an image that has other tags
+    Rmi {
+        /// Remove every image
+        #[arg(short, long, conflicts_with = "images")]
+        all: bool,
+        #[arg(value_name = "REF", required_unless_present = "all")]
+        images: Vec<String>,
     },
     /// Manage images
     Image {
@@ -167,6 +206,19 @@ pub enum ImageCommand {
         /// Tag the imported image with this reference
         #[arg(long, value_name = "REF")]
         name: Option<String>,
+    },
+    /// Pull an image from a registry (as `podctl pull`)
+    Pull {
+        #[command(flatten)]
+        opts: PullOpts,
+    },
+    /// Show an image's status and podd's verbose information about it
+    Inspect {
+        #[command(flatten)]
+        opts: InspectOpts,
+        /// Id, id prefix, tag or digest reference
+        #[arg(value_name = "REF")]
+        image: String,
     },
 }
 

@@ -73,6 +73,7 @@ pub struct Container {
     #[serde(default)]
     pub name: String,
     pub image: Option<String>,
+    pub image_pull_policy: Option<crate::pull::PullPolicy>,
     #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]

@@ -279,42 +279,14 @@ fn check_host_path(path: &Path, type_: &str) -> Result<()> {
     }
 }
 
-/// Every image the pod uses must already be in podd.
-pub async fn check_images(clients: &Clients, pod: &Pod) -> Result<()> {
-    let mut seen = Vec::new();
-    for c in &pod.spec.containers {
-        let image = c.image.clone().unwrap_or_default();
-        if seen.contains(&image) {
-            continue;
-        }
-        let status = clients
-            .image
-            .clone()
-            .image_status(cri::ImageStatusRequest {
-                image: Some(cri::ImageSpec {
-                    image: image.clone(),
-                    ..Default::default()
-                }),
-                verbose: false,
-            })
-            .await
-            .rpc("look up image", &image)?;
-        if status.image.is_none() {
-            bail!(
-                "image {image} not found in podd; run `podctl image import PATH` \
-                 (registry pulls come later)"
-            );
-        }
-        seen.push(image);
-    }
-    Ok(())
-}
-
 /// Runs `pod` and returns the pod sandbox id.
 pub async fn run(clients: &Clients, pod: &Pod, volumes_root: &Path) -> Result<String> {
     let uid = pod_uid(pod);
     let what = format!("run pod {}/{}", pod.namespace(), pod.name());
-    check_images(clients, pod).await.context(what.clone())?;
+    // Images first: a missing one fails before anything is made.
+    crate::pull::ensure_images(clients, pod, crate::pull::Progress::stderr)
+        .await
+        .context(what.clone())?;
 
     let volumes = volume_paths(pod, &uid, volumes_root);
     let pod_dir = pod_volumes_dir(volumes_root, &uid);

@@ -52,10 +52,18 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Rmp { force, pods } => pod::rmp(&clients, pods, *force, &cli.volumes_dir).await,
         Command::Inspect { opts, container } => container::inspect(&clients, container, opts).await,
         Command::Inspectp { opts, pod } => pod::inspectp(&clients, pod, opts).await,
-        Command::Images { list } => image::images(&clients, list).await,
+        Command::Images { list, filter } => image::images(&clients, list, filter.as_deref()).await,
+        Command::Pull { opts }
+        | Command::Image {
+            command: ImageCommand::Pull { opts },
+        } => image::pull(&clients, opts).await,
+        Command::Rmi { all, images } => image::rmi(&clients, images, *all).await,
         Command::Image {
             command: ImageCommand::Import { path, name },
         } => image::import(&clients, path, name.as_deref()).await,
+        Command::Image {
+            command: ImageCommand::Inspect { opts, image },
+        } => image::inspect(&clients, image, opts).await,
         Command::Version => version::version(&clients).await,
     }
 }
