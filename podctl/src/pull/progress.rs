@@ -58,6 +58,15 @@ fn short_digest(digest: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
 }
 
+/// The reference podd names (normalised), else the one asked for.
+fn msg_reference<'a>(msg: &'a PullProgress, asked: &'a str) -> &'a str {
+    if msg.reference.is_empty() {
+        asked
+    } else {
+        &msg.reference
+    }
+}
+
 /// What a blob line starts with: `layer 0123456789ab`.
 fn blob_label(msg: &PullProgress) -> String {
     let kind = if msg.kind.is_empty() {
@@ -97,12 +106,7 @@ impl Plain {
         }
         self.last.insert(msg.digest.clone(), msg.status.clone());
         let line = if msg.digest.is_empty() {
-            let reference = if msg.reference.is_empty() {
-                &self.reference
-            } else {
-                &msg.reference
-            };
-            format!("{reference}: {}", msg.status)
+            format!("{}: {}", msg_reference(msg, &self.reference), msg.status)
         } else if msg.total > 0 {
             format!(
                 "{}: {} ({})",
@@ -118,7 +122,8 @@ impl Plain {
     }
 }
 
-const BAR_TEMPLATE: &str = "{prefix:<21} {msg:<11} [{bar:30}] {decimal_bytes:>9}/{decimal_total_bytes:<9} {decimal_bytes_per_sec}";
+// `wide_bar` takes what the terminal width leaves, so a line never wraps.
+const BAR_TEMPLATE: &str = "{prefix:<21} {msg:<11} [{wide_bar}] {decimal_bytes:>9}/{decimal_total_bytes:<9} {decimal_bytes_per_sec:>11}";
 const SIZELESS_TEMPLATE: &str = "{prefix:<21} {msg:<11} {spinner}";
 const HEADER_TEMPLATE: &str = "{spinner} {msg}";
 
@@ -158,13 +163,11 @@ impl Bars {
             return;
         }
         if msg.digest.is_empty() {
-            let reference = if msg.reference.is_empty() {
-                &self.reference
-            } else {
-                &msg.reference
-            };
-            self.header
-                .set_message(format!("{reference}: {}", msg.status));
+            self.header.set_message(format!(
+                "{}: {}",
+                msg_reference(msg, &self.reference),
+                msg.status
+            ));
             return;
         }
         let bar = self.blobs.entry(msg.digest.clone()).or_insert_with(|| {
@@ -191,6 +194,12 @@ impl Bars {
             }
             status => bar.set_message(status.to_string()),
         }
+        let finished = self.blobs.values().filter(|b| b.is_finished()).count();
+        self.header.set_message(format!(
+            "{}: pulling, {finished} of {} blobs done",
+            msg_reference(msg, &self.reference),
+            self.blobs.len()
+        ));
     }
 
     fn finish(&mut self) {

@@ -131,7 +131,11 @@ fn bars_follow_each_blob() {
     for m in &all[..7] {
         bars.update(m);
     }
-    assert_eq!(bars.header().message(), format!("{REF}: resolving"));
+    // manifest done, config exists; layer A waits, layer B downloads.
+    assert_eq!(
+        bars.header().message(),
+        format!("{REF}: pulling, 2 of 4 blobs done")
+    );
     let b = bars.blob(LAYER_B).unwrap();
     assert_eq!(b.prefix(), "layer bbbbbbbbbbbb");
     assert_eq!((b.position(), b.length()), (250_000, Some(750_000)));
@@ -152,6 +156,10 @@ fn bars_follow_each_blob() {
         assert_eq!(bar.message(), "done");
         assert_eq!(Some(bar.position()), bar.length());
     }
+    assert_eq!(
+        bars.header().message(),
+        format!("{REF}: pulling, 4 of 4 blobs done")
+    );
     let mut p = Progress::Bars(bars);
     p.finish();
     let Progress::Bars(bars) = p else {
