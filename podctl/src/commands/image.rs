@@ -112,14 +112,18 @@ struct PulledView<'a> {
     image_ref: &'a str,
 }
 
-/// `podctl pull REF`: progress on stderr, the result on stdout.
-pub async fn pull(clients: &Clients, opts: &PullOpts) -> Result<u8> {
-    let auth = pull::auth_config(
+/// The registry credentials `podctl pull` was given, if any.
+pub fn pull_auth(opts: &PullOpts) -> Result<Option<cri::AuthConfig>> {
+    pull::auth_config(
         opts.creds.as_deref(),
         opts.username.as_deref(),
         opts.password_stdin,
         &mut std::io::stdin().lock(),
-    )?;
+    )
+}
+
+/// `podctl pull REF`: progress on stderr, the result on stdout.
+pub async fn pull(clients: &Clients, opts: &PullOpts, auth: Option<cri::AuthConfig>) -> Result<u8> {
     let mut progress = Progress::stderr(&opts.image);
     let pulled = pull::pull(clients, &opts.image, auth, &mut progress).await?;
     match opts.output {

@@ -28,9 +28,23 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         let clients = connect(&cli).await?;
         return run::run(&clients, &pod, &cli.volumes_dir).await;
     }
+    if let Command::Pull { opts }
+    | Command::Image {
+        command: ImageCommand::Pull { opts },
+    } = &cli.command
+    {
+        // Credentials are checked (and stdin read) before podd is contacted.
+        let auth = image::pull_auth(opts)?;
+        let clients = connect(&cli).await?;
+        return image::pull(&clients, opts, auth).await;
+    }
     let clients = connect(&cli).await?;
     match &cli.command {
-        Command::Run { .. } => unreachable!("handled above"),
+        Command::Run { .. }
+        | Command::Pull { .. }
+        | Command::Image {
+            command: ImageCommand::Pull { .. },
+        } => unreachable!("handled above"),
         Command::Pods { list } => pod::pods(&clients, list).await,
         Command::Ps { all, pod, list } => container::ps(&clients, *all, pod.as_deref(), list).await,
         Command::Logs {
@@ -53,10 +67,6 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Inspect { opts, container } => container::inspect(&clients, container, opts).await,
         Command::Inspectp { opts, pod } => pod::inspectp(&clients, pod, opts).await,
         Command::Images { list, filter } => image::images(&clients, list, filter.as_deref()).await,
-        Command::Pull { opts }
-        | Command::Image {
-            command: ImageCommand::Pull { opts },
-        } => image::pull(&clients, opts).await,
         Command::Rmi { all, images } => image::rmi(&clients, images, *all).await,
         Command::Image {
             command: ImageCommand::Import { path, name },

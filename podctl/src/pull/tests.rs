@@ -558,3 +558,20 @@ async fn run_refuses_a_missing_never_image_before_making_anything() {
     assert!(fake.state().unary_pulls.is_empty(), "nothing pulled");
     assert_eq!(std::fs::read_dir(volumes.path()).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn bad_credentials_fail_before_podd_is_contacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("absent.sock");
+    let sock = sock.to_str().unwrap();
+    let cli = parse(&["--socket", sock, "pull", "x:1", "--creds", "nopass"]).unwrap();
+    let err = crate::commands::dispatch(cli).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("--creds needs USER:PASS"),
+        "{err}"
+    );
+    // With good credentials the same command does reach for the socket.
+    let cli = parse(&["--socket", sock, "pull", "x:1", "--creds", "u:p"]).unwrap();
+    let err = format!("{:#}", crate::commands::dispatch(cli).await.unwrap_err());
+    assert!(err.starts_with("cannot connect to podd at"), "{err}");
+}
