@@ -44,7 +44,7 @@ impl Progress {
         }
     }
 
-    /// The pull failed: bars stay as they were, to show how far it got.
+    /// The pull failed: blob bars stay as they were, to show how far it got.
     pub fn abandon(&mut self) {
         if let Progress::Bars(b) = self {
             b.abandon();
@@ -124,6 +124,10 @@ impl Plain {
 
 // `wide_bar` takes what the terminal width leaves, so a line never wraps.
 const BAR_TEMPLATE: &str = "{prefix:<21} {msg:<11} [{wide_bar}] {decimal_bytes:>9}/{decimal_total_bytes:<9} {decimal_bytes_per_sec:>11}";
+// A finished blob shows no rate: for one already stored it would be a jump
+// from 0 to the total in no time.
+const FINISHED_TEMPLATE: &str =
+    "{prefix:<21} {msg:<11} [{wide_bar}] {decimal_bytes:>9}/{decimal_total_bytes:<9}";
 const SIZELESS_TEMPLATE: &str = "{prefix:<21} {msg:<11} {spinner}";
 const HEADER_TEMPLATE: &str = "{spinner} {msg}";
 
@@ -140,6 +144,15 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .expect("the templates are valid")
         .progress_chars("=> ")
+}
+
+/// Fills `bar` and ends it with `status`.
+fn complete(bar: &ProgressBar, status: &str) {
+    if let Some(total) = bar.length().filter(|t| *t > 0) {
+        bar.set_style(style(FINISHED_TEMPLATE));
+        bar.set_position(total);
+    }
+    bar.finish_with_message(status.to_string());
 }
 
 impl Bars {
@@ -188,10 +201,7 @@ impl Bars {
         }
         bar.set_position(msg.current);
         match msg.status.as_str() {
-            "done" | "exists" => {
-                bar.set_position(msg.total.max(msg.current));
-                bar.finish_with_message(msg.status.clone());
-            }
+            "done" | "exists" => complete(bar, &msg.status),
             status => bar.set_message(status.to_string()),
         }
         let finished = self.blobs.values().filter(|b| b.is_finished()).count();
@@ -204,7 +214,7 @@ impl Bars {
 
     fn finish(&mut self) {
         for bar in self.blobs.values().filter(|b| !b.is_finished()) {
-            bar.finish_with_message("done");
+            complete(bar, "done");
         }
         self.header.finish_and_clear();
     }
@@ -213,7 +223,9 @@ impl Bars {
         for bar in self.blobs.values().filter(|b| !b.is_finished()) {
             bar.abandon();
         }
-        self.header.abandon();
+        // The error printed next says what failed; a stale "resolving" above
+        // it would only confuse.
+        self.header.finish_and_clear();
     }
 
     #[cfg(test)]

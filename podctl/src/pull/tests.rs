@@ -168,6 +168,24 @@ fn bars_follow_each_blob() {
     assert!(bars.header().is_finished());
 }
 
+#[test]
+fn a_failed_pull_leaves_blob_bars_where_they_were() {
+    let mut bars = Bars::new(REF, ProgressDrawTarget::hidden());
+    for m in &script()[..7] {
+        bars.update(m);
+    }
+    let mut p = Progress::Bars(bars);
+    p.abandon();
+    let Progress::Bars(bars) = p else {
+        unreachable!()
+    };
+    let b = bars.blob(LAYER_B).unwrap();
+    assert!(b.is_finished());
+    assert_eq!((b.position(), b.message()), (250_000, "downloading".into()));
+    assert_eq!(bars.blob(LAYER_A).unwrap().message(), "waiting");
+    assert!(bars.header().is_finished());
+}
+
 #[tokio::test]
 async fn streamed_pull_shows_progress_and_returns_the_id() {
     let mut items: Vec<_> = script().into_iter().map(Ok).collect();
