@@ -1,4 +1,5 @@
-//! podd's own API (not CRI): loading images from an OCI layout or archive on this host.
+//! podd's own API (not CRI): loading images from an OCI layout or archive on this host, and
+//! a registry pull that streams its progress.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,11 +12,16 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::error::Error;
+use crate::image::registry::Puller;
 use crate::image::ImageStore;
 
 pub struct PoddSvc {
     pub images: Arc<ImageStore>,
+    pub puller: Arc<Puller>,
 }
+
+/// Progress messages buffered for a slow client before the pull waits for it.
+const PROGRESS_BUFFER: usize = 64;
 
 type PullStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<PullProgress, Status>> + Send>>;
@@ -26,11 +32,53 @@ impl Podd for PoddSvc {
 
     async fn pull_image(
         &self,
-        _: Request<PullImageRequest>,
+        req: Request<PullImageRequest>,
     ) -> Result<Response<Self::PullImageStream>, Status> {
-        Err(Status::unimplemented(
-            "podd cannot pull from registries yet; use `podctl image import`",
-        ))
+        let inner = req
+            .into_inner()
+            .request
+            .ok_or_else(|| Error::invalid("request", "is required"))?;
+        let (image, normalized, creds) = convert::pull_request(inner, "request.image.image")?;
+        let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+        let (out, stream) = tokio::sync::mpsc::channel(PROGRESS_BUFFER);
+        let puller = Arc::clone(&self.puller);
+        tokio::spawn(async move {
+            let result = {
+                let pull = puller.pull(&image, &creds, &tx);
+                tokio::pin!(pull);
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(p) = progress.recv() => {
+                            if out.send(Ok(convert::progress(p, &normalized))).await.is_err() {
+                                // The client went away; downloads other pulls share go on in
+                                // their own tasks, nothing half-done is recorded.
+                                return;
+                            }
+                        }
+                        result = &mut pull => break result,
+                    }
+                }
+            };
+            drop(tx);
+            while let Some(p) = progress.recv().await {
+                if out
+                    .send(Ok(convert::progress(p, &normalized)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let last = match result {
+                Ok(img) => Ok(convert::progress_done(&img, &normalized)),
+                Err(e) => Err(Status::from(Error::from(e))),
+            };
+            let _ = out.send(last).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(stream),
+        )))
     }
 
     async fn import_image(
