@@ -127,6 +127,16 @@ async fn pull_by_tag_stores_config_layers_and_tags() {
             .any(|e| &e.digest == d && e.status == "unpacking" && e.kind == "layer"));
         assert!(events.iter().any(|e| &e.digest == d && e.status == "done"));
     }
+    // Verbose ImageStatus info: the stored config, the manifest's layers, size and user.
+    let info = env.puller.store().verbose_info(&img);
+    assert_eq!(info["imageSpec"]["config"]["User"], "1000:1000");
+    assert_eq!(info["user"], "1000:1000");
+    assert_eq!(info["layers"][0]["digest"], built.layer_digests[0].as_str());
+    assert_eq!(
+        info["layers"][0]["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(info["size"], img.size);
     // The download area is left empty: everything moved into the store.
     assert_eq!(count(&env.root.join("tmp/pull")), 0);
 
@@ -159,6 +169,10 @@ async fn pull_by_digest_of_a_fresh_store() {
     assert!(img.repo_tags.is_empty());
     assert_eq!(img.repo_digests, std::slice::from_ref(&r));
     assert_eq!(env.puller.store().resolve(&r).unwrap().id, img.id);
+    // Removing by the repo digest removes the image; removing it again succeeds.
+    env.puller.store().remove(&r).unwrap();
+    assert_nothing_stored(&env);
+    env.puller.store().remove(&r).unwrap();
 }
 
 #[tokio::test]
