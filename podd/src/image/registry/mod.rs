@@ -12,6 +12,6 @@ pub use hosts::{Endpoint, Registries};
 pub use pull::{Progress, Puller};
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;

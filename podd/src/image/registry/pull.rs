@@ -86,6 +86,19 @@ impl Puller {
         creds: &Credentials,
         progress: &ProgressTx,
     ) -> Result<Image, ImageError> {
+        let result = self.pull_inner(reference, creds, progress).await;
+        if let Err(e) = &result {
+            warn!(reference, error = %e, "pull failed");
+        }
+        result
+    }
+
+    async fn pull_inner(
+        &self,
+        reference: &str,
+        creds: &Credentials,
+        progress: &ProgressTx,
+    ) -> Result<Image, ImageError> {
         let started = Instant::now();
         let normalized = normalize_reference(reference)?;
         let r = Reference::parse(&normalized)?;
@@ -147,6 +160,7 @@ impl Puller {
             return Err(e.into());
         }
 
+        let downloaded_at = started.elapsed();
         let store = Arc::clone(&self.store);
         let tag = normalized.clone();
         let manifest_digest = resolved.manifest_digest.clone();
@@ -183,6 +197,7 @@ impl Puller {
             id = %image.id,
             bytes = downloaded,
             ms = started.elapsed().as_millis() as u64,
+            download_ms = downloaded_at.as_millis() as u64,
             "pulled image"
         );
         Ok(image)
