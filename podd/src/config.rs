@@ -24,7 +24,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid config file {}: at key {key}: {message}(fix the file and start podd again)", path.display())]
+    #[error("invalid config file {}: at key {key}: {message} (fix the file and start podd again)", path.display())]
     Parse {
         path: PathBuf,
         key: String,
@@ -53,7 +53,7 @@ impl Config {
         let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             key: "(syntax)".into(),
-            message: e.to_string(),
+            message: e.to_string().trim_end().to_string(),
         })?;
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
@@ -64,7 +64,7 @@ impl Config {
                 } else {
                     key
                 },
-                message: e.into_inner().to_string(),
+                message: e.into_inner().to_string().trim_end().to_string(),
             }
         })
     }
