@@ -5,6 +5,7 @@
 //! namespaces, mounts and process creation; `image` is the content store and unpacker; `store`
 //! persists records atomically.
 
+pub mod config;
 pub mod container;
 pub mod error;
 pub mod image;

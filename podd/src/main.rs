@@ -21,6 +21,9 @@ struct Args {
     /// The podd-shim binary (default: next to podd, then $PATH).
     #[arg(long)]
     shim: Option<PathBuf>,
+    /// Config file (TOML: registry mirrors, plain HTTP, skip_verify) [default: /etc/podd/podd.toml, may be absent].
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Log filter, e.g. `info` or `podd=debug` (RUST_LOG wins when set).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -41,6 +44,10 @@ async fn main() -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("podd must run as root: it creates namespaces and mounts");
     }
+    let config = match &args.config {
+        Some(path) => podd::config::Config::load(path, true),
+        None => podd::config::Config::load(std::path::Path::new(podd::config::DEFAULT_PATH), false),
+    }?;
     podd::isolate::become_subreaper().context("becoming the child subreaper")?;
     let shim = match args.shim {
         Some(p) => podd::isolate::Shim::new(p),
@@ -51,5 +58,5 @@ async fn main() -> anyhow::Result<()> {
         run: args.run_dir,
     };
     let runtime = podd::runtime::Runtime::open(dirs, shim).context("opening podd state")?;
-    podd::server::serve(&args.socket, runtime).await
+    podd::server::serve(&args.socket, runtime, config.registries).await
 }

@@ -50,7 +50,7 @@ pub enum ImageError {
     },
 
     /// A layer uses a format podd cannot unpack.
-    #[error("unsupported layer {digest}: {reason} (re-export the image with gzip or uncompressed layers)")]
+    #[error("unsupported layer {digest}: {reason} (use an image with gzip, zstd or uncompressed layers)")]
     UnsupportedLayer { digest: String, reason: String },
 
     /// A layer tar entry tries to write outside its layer directory or is otherwise unsafe.
@@ -74,6 +74,10 @@ pub enum ImageError {
     /// The persisted image index cannot be read.
     #[error("image index {} is corrupt: {reason} (move it aside and re-import the images; blobs and layers not referenced will be cleaned at the next start)", path.display())]
     CorruptIndex { path: PathBuf, reason: String },
+
+    /// A registry pull failed: unreachable, refused, not found or tampered content.
+    #[error(transparent)]
+    Registry(#[from] crate::image::registry::RegistryError),
 
     /// The import found no image manifest to import.
     #[error("no importable image in {}: {reason} (check that index.json lists an image manifest for linux/{})", path.display(), crate::image::layout::HOST_ARCH)]

@@ -90,6 +90,8 @@ mod tests {
                 size: 3,
                 config: Default::default(),
                 diff_ids: vec![],
+                manifest_digest: String::new(),
+                layers: vec![],
             },
             blobs: BTreeSet::from(["sha256:b".to_string()]),
         };

@@ -1,4 +1,4 @@
-//! A layer blob (gzip or plain tar) unpacked into a directory, checked against its diff_id.
+//! A layer blob (gzip, zstd or plain tar) unpacked into a directory, checked against its diff_id.
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -29,10 +29,10 @@ pub(crate) fn unpack_layer_blob(
     let stream: Box<dyn Read> = if head.starts_with(GZIP_MAGIC) {
         Box::new(MultiGzDecoder::new(buffered))
     } else if head.starts_with(ZSTD_MAGIC) {
-        return Err(ImageError::UnsupportedLayer {
-            digest: blob_digest.to_string(),
-            reason: "zstd compression is not supported".into(),
-        });
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered)
+                .map_err(|e| ImageError::io("start zstd decoder for layer blob", blob, e))?,
+        )
     } else {
         Box::new(buffered)
     };

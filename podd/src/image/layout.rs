@@ -24,13 +24,15 @@ pub(crate) const HOST_ARCH: &str = std::env::consts::ARCH;
 pub(crate) const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 pub(crate) const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const MEDIA_DOCKER_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const MEDIA_DOCKER_MANIFEST: &str =
+    "application/vnd.docker.distribution.manifest.v2+json";
 
 /// Largest manifest, index or config read into memory.
-const MAX_JSON_BLOB: u64 = 16 << 20;
+pub(crate) const MAX_JSON_BLOB: u64 = 16 << 20;
 /// Nested image indexes followed at most this deep.
 const MAX_INDEX_DEPTH: usize = 8;
 
@@ -46,8 +48,16 @@ pub(crate) struct ManifestRef {
 /// An OCI image layout directory.
 pub(crate) struct Layout {
     dir: PathBuf,
+    /// Where blobs are, by digest hex (`dir/blobs/sha256` in a layout).
+    blobs: PathBuf,
     /// What the user gave (the archive for an extracted archive), for messages.
     source: PathBuf,
+    /// Every blob was verified against its digest when it was written (a registry pull's
+    /// download directory), so staging may link instead of copying.
+    verified: bool,
+    /// Where blobs not in `blobs` are looked up (the store's own, for blobs a pull found
+    /// already stored and did not download).
+    fallback: Option<PathBuf>,
 }
 
 impl Layout {
@@ -78,8 +88,28 @@ impl Layout {
         }
         Ok(Layout {
             dir: dir.to_path_buf(),
+            blobs: dir.join("blobs").join("sha256"),
             source: source.to_path_buf(),
+            verified: false,
+            fallback: None,
         })
+    }
+
+    /// A bare directory of blobs named by digest hex, each verified when it was written.
+    /// It has no index: callers name the manifest themselves.
+    /// Blobs missing there are read from `fallback`, also verified (the store's blobs).
+    pub fn verified_blobs(blobs: &Path, fallback: &Path) -> Layout {
+        Layout {
+            dir: blobs.to_path_buf(),
+            blobs: blobs.to_path_buf(),
+            source: blobs.to_path_buf(),
+            verified: true,
+            fallback: Some(fallback.to_path_buf()),
+        }
+    }
+
+    pub fn is_verified(&self) -> bool {
+        self.verified
     }
 
     /// Extracts the layout files of the tar archive `archive` (optionally gzip-compressed)
@@ -146,7 +176,11 @@ impl Layout {
 
     /// Where the blob `digest` lives in this layout.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("blobs").join("sha256").join(digest.hex())
+        let path = self.blobs.join(digest.hex());
+        match &self.fallback {
+            Some(other) if !path.exists() => other.join(digest.hex()),
+            _ => path,
+        }
     }
 
     /// Reads a small JSON blob, checks its size and digest, and parses it.

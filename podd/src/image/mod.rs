@@ -12,6 +12,7 @@ mod index;
 mod layer;
 mod layout;
 mod reference;
+pub mod registry;
 mod unpack;
 pub mod usage;
 
@@ -48,6 +49,20 @@ pub struct Image {
     pub config: ImageConfig,
     /// Uncompressed layer digests, bottom layer first (as in the image config).
     pub diff_ids: Vec<String>,
+    /// Digest of the image manifest (empty in indexes written before it was recorded).
+    #[serde(default)]
+    pub manifest_digest: String,
+    /// The manifest's layer descriptors, bottom layer first.
+    #[serde(default)]
+    pub layers: Vec<LayerInfo>,
+}
+
+/// A layer as the manifest describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
 }
 
 /// The parts of the image config a runtime needs.
@@ -141,12 +156,33 @@ impl ImageStore {
         if name.is_some() && manifests.len() > 1 {
             warn!(layout = %path.display(), count = manifests.len(), "several images share the given name; the last one keeps the tag");
         }
+        let items: Vec<Ingest> = manifests
+            .iter()
+            .map(|m| Ingest {
+                manifest: m.clone(),
+                tag: name.clone().or_else(|| m.name.clone()),
+                repo_digest: None,
+            })
+            .collect();
+        self.ingest(&layout, &staging, &items, &mut |_, _| {})
+    }
+
+    /// The one ingestion path of OCI-layout import and registry pull: stage (verify blobs,
+    /// unpack new layers and check their diff_ids), move into the store, then record the
+    /// images in the index, last, so a crash never leaves an image that looks complete.
+    /// The caller holds `mutate`.
+    fn ingest(
+        &self,
+        layout: &Layout,
+        staging: &Staging,
+        items: &[Ingest],
+        on_unpack: &mut dyn FnMut(&Digest, &Digest),
+    ) -> Result<Vec<Image>, ImageError> {
         let mut imported = Vec::new();
-        for m in &manifests {
-            let tag = name.clone().or_else(|| m.name.clone());
-            imported.push(self.stage_image(&layout, &staging, m, tag)?);
+        for item in items {
+            imported.push(self.stage_image(layout, staging, item, on_unpack)?);
         }
-        self.commit(&staging)?;
+        self.commit(staging)?;
 
         let mut images = self.images.write().unwrap_or_else(|e| e.into_inner());
         let mut next = images.clone();
@@ -162,9 +198,81 @@ impl ImageStore {
             .map(|r| r.image.clone())
             .collect();
         for img in &out {
-            info!(id = %img.id, tags = ?img.repo_tags, "imported image");
+            info!(id = %img.id, tags = ?img.repo_tags, "stored image");
         }
         Ok(out)
+    }
+
+    /// Stores the image whose manifest and blobs a registry pull has downloaded, verified,
+    /// into `blobs` (files named by digest hex). `tag` is the normalised reference pulled;
+    /// `repo_digest` the digest it resolved to when that was an index (else the manifest's).
+    /// `on_unpack(blob, diff_id)` is called before each layer not yet in the store is
+    /// unpacked. Blobs the store now holds are removed from `blobs`.
+    pub(crate) fn ingest_pulled(
+        &self,
+        blobs: &Path,
+        manifest: &Digest,
+        manifest_size: u64,
+        tag: &str,
+        repo_digest: Option<Digest>,
+        on_unpack: &mut dyn FnMut(&Digest, &Digest),
+    ) -> Result<Image, ImageError> {
+        let _guard = self.mutate.lock().unwrap_or_else(|e| e.into_inner());
+        let staging = Staging::new(&self.tmp_dir())?;
+        let layout = Layout::verified_blobs(blobs, &self.blobs_dir());
+        let item = Ingest {
+            manifest: ManifestRef {
+                digest: manifest.clone(),
+                size: manifest_size,
+                name: None,
+            },
+            tag: Some(tag.to_string()),
+            repo_digest,
+        };
+        let image = self
+            .ingest(&layout, &staging, std::slice::from_ref(&item), on_unpack)?
+            .pop()
+            .expect("one image ingested");
+        let stored: Vec<PathBuf> = read_dir(blobs)?
+            .into_iter()
+            .filter(|p| self.blobs_dir().join(file_name(p)).is_file())
+            .collect();
+        for p in stored {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(image)
+    }
+
+    /// True when the store holds the verified blob `digest`.
+    pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
+        self.blobs_dir().join(digest.hex()).is_file()
+    }
+
+    /// Where registry pulls download blobs before ingesting them (under `tmp`, so what an
+    /// interrupted pull left is removed by the next `open`).
+    pub(crate) fn download_dir(&self) -> PathBuf {
+        self.tmp_dir().join("pull")
+    }
+
+    /// The verbose ImageStatus info: the image config as stored, the manifest's layers,
+    /// size and user, as containerd's verbose `info` has them.
+    pub fn verbose_info(&self, image: &Image) -> serde_json::Value {
+        let config = Digest::parse(&image.id)
+            .ok()
+            .and_then(|d| std::fs::read(self.blobs_dir().join(d.hex())).ok())
+            .and_then(|data| serde_json::from_slice::<serde_json::Value>(&data).ok());
+        serde_json::json!({
+            "id": image.id,
+            "repoTags": image.repo_tags,
+            "repoDigests": image.repo_digests,
+            "manifestDigest": image.manifest_digest,
+            "size": image.size,
+            "user": image.config.user,
+            "layers": image.layers,
+            "diffIds": image.diff_ids,
+            "imageSpec": config,
+            "config": image.config,
+        })
     }
 
     /// The directory everything of the store lives under.
@@ -258,9 +366,11 @@ impl ImageStore {
         &self,
         layout: &Layout,
         staging: &Staging,
-        m: &ManifestRef,
-        tag: Option<String>,
+        item: &Ingest,
+        on_unpack: &mut dyn FnMut(&Digest, &Digest),
     ) -> Result<Record, ImageError> {
+        let m = &item.manifest;
+        let tag = item.tag.clone();
         let (manifest, _): (ImageManifest, _) =
             layout.read_json(&m.digest, m.size, "image manifest")?;
         self.stage_blob(layout, staging, &m.digest, m.size)?;
@@ -288,6 +398,7 @@ impl ImageStore {
         let mut blobs = BTreeSet::from([m.digest.to_string(), config_digest.to_string()]);
         let mut size = config_size;
         let mut diff_id_strings = Vec::new();
+        let mut layers = Vec::new();
         for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
             let blob_digest = Digest::parse(layer.digest().as_ref())?;
             let diff_id = Digest::parse(diff_id)?;
@@ -296,6 +407,7 @@ impl ImageStore {
             let staged = staging.layers.join(diff_id.hex());
             if !dest.exists() && !staged.exists() {
                 debug!(layer = %blob_digest, %diff_id, "unpacking layer");
+                on_unpack(&blob_digest, &diff_id);
                 let work = staging
                     .layers
                     .join(format!("{TMP_PREFIX}{}", diff_id.hex()));
@@ -306,6 +418,11 @@ impl ImageStore {
                 std::fs::rename(&work, &staged).map_err(|e| ImageError::io("rename", &work, e))?;
             }
             size += layer.size();
+            layers.push(LayerInfo {
+                digest: blob_digest.to_string(),
+                size: layer.size(),
+                media_type: layer.media_type().to_string(),
+            });
             blobs.insert(blob_digest.to_string());
             diff_id_strings.push(diff_id.to_string());
         }
@@ -325,7 +442,8 @@ impl ImageStore {
         let (repo_tags, repo_digests) = match tag {
             Some(tag) => {
                 let reference = Reference::parse(&tag)?;
-                let digest = format!("{}@{}", reference.name(), m.digest);
+                let top = item.repo_digest.as_ref().unwrap_or(&m.digest);
+                let digest = format!("{}@{top}", reference.name());
                 let tags = if reference.digest.is_none() {
                     vec![tag]
                 } else {
@@ -343,6 +461,8 @@ impl ImageStore {
                 size,
                 config: image_config,
                 diff_ids: diff_id_strings,
+                manifest_digest: m.digest.to_string(),
+                layers,
             },
             blobs,
         })
@@ -362,8 +482,17 @@ impl ImageStore {
             return Ok(stored);
         }
         let staged = staging.blobs.join(digest.hex());
-        if !staged.exists() {
-            copy_verified(&layout.blob_path(digest), &staged, digest, Some(size))?;
+        if staged.exists() {
+            return Ok(staged);
+        }
+        let src = layout.blob_path(digest);
+        if layout.is_verified() {
+            // Verified as it was downloaded and named by its digest only after that: a link
+            // (same file system, under root/tmp) costs nothing, a copy would double the I/O.
+            std::fs::hard_link(&src, &staged)
+                .map_err(|e| ImageError::io("link downloaded blob", &src, e))?;
+        } else {
+            copy_verified(&src, &staged, digest, Some(size))?;
         }
         Ok(staged)
     }
@@ -419,6 +548,14 @@ impl ImageStore {
             }
         }
     }
+}
+
+/// One image to ingest: its manifest, the reference to tag it with, and the digest its
+/// repo digest names when that is not the manifest's (an index pulled by tag).
+struct Ingest {
+    manifest: ManifestRef,
+    tag: Option<String>,
+    repo_digest: Option<Digest>,
 }
 
 /// A per-import staging directory under `root/tmp`, removed when dropped.

@@ -130,7 +130,7 @@ fn split_domain(name: &str) -> (String, String) {
     }
 }
 
-fn valid_domain(domain: &str) -> bool {
+pub(crate) fn valid_domain(domain: &str) -> bool {
     let (host, port) = if let Some(stripped) = domain.strip_prefix('[') {
         // [ipv6]:port
         let Some((addr, after)) = stripped.split_once(']') else {

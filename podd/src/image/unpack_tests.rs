@@ -358,3 +358,38 @@ fn refuses_whiteout_of_dotdot() {
     let s = scratch();
     assert_refused(&s, &build(&[E::File(".wh...", b"", 0o644)]));
 }
+
+#[test]
+fn hard_link_keeps_its_content_when_the_target_is_replaced_later() {
+    let s = scratch();
+    unpack(
+        &build(&[
+            E::File("a", b"old", 0o644),
+            E::Hardlink("b", "a"),
+            E::File("a", b"new", 0o644),
+        ]),
+        &s.layer,
+    )
+    .unwrap();
+    // As tar (and docker) extract it: the link shares the first file, the later entry
+    // replaces the name only.
+    assert_eq!(fs::read(s.layer.join("b")).unwrap(), b"old");
+    assert_eq!(fs::read(s.layer.join("a")).unwrap(), b"new");
+    assert_eq!(fs::metadata(s.layer.join("b")).unwrap().nlink(), 1);
+}
+
+#[test]
+fn hard_link_through_a_dotdot_or_absolute_target_is_refused() {
+    let s = scratch();
+    assert_refused(
+        &s,
+        &build(&[
+            E::Dir("d", 0o755),
+            E::Hardlink("d/h", "d/../../outside/passwd"),
+        ]),
+    );
+    let s = scratch();
+    assert_refused(&s, &build(&[E::File("./../x", b"x", 0o644)]));
+    let s = scratch();
+    assert_refused(&s, &build(&[E::Dir("/abs", 0o755)]));
+}

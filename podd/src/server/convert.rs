@@ -7,10 +7,12 @@ use podd_proto::runtime::v1 as cri;
 
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountConfig};
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::registry::{Credentials, CriAuth, Progress};
+use crate::image::{normalize_reference, Image};
 use crate::isolate::capabilities;
 use crate::isolate::spec::Propagation;
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
+use podd_proto::podd::v1::PullProgress;
 
 fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -418,6 +420,64 @@ pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
             .collect(),
         log_path: c.log_path.display().to_string(),
         image_id: c.image_id.clone(),
+        ..Default::default()
+    }
+}
+
+/// The credentials a CRI PullImage request carries; a malformed field is INVALID_ARGUMENT
+/// naming it.
+pub fn credentials(auth: Option<&cri::AuthConfig>) -> Result<Credentials, Error> {
+    let Some(a) = auth else {
+        return Ok(Credentials::Anonymous);
+    };
+    Credentials::from_cri(CriAuth {
+        username: &a.username,
+        password: &a.password,
+        auth: &a.auth,
+        identity_token: &a.identity_token,
+        registry_token: &a.registry_token,
+    })
+    .map_err(|(field, reason)| Error::invalid(field, reason))
+}
+
+/// A checked PullImage request: the image reference (INVALID_ARGUMENT naming `field` when
+/// it is missing or malformed) and its credentials.
+pub fn pull_request(
+    req: cri::PullImageRequest,
+    field: &str,
+) -> Result<(String, String, Credentials), Error> {
+    let image = req
+        .image
+        .map(|s| s.image)
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| Error::invalid(field, "is required"))?;
+    let normalized =
+        normalize_reference(&image).map_err(|e| Error::invalid(field, e.to_string()))?;
+    let creds = credentials(req.auth.as_ref())?;
+    Ok((image, normalized, creds))
+}
+
+/// One pull progress event for podd.v1 PullImage.
+pub fn progress(p: Progress, reference: &str) -> PullProgress {
+    PullProgress {
+        digest: p.digest,
+        kind: p.kind.to_string(),
+        total: p.total,
+        current: p.current,
+        status: p.status.to_string(),
+        done: false,
+        image_ref: String::new(),
+        reference: reference.to_string(),
+    }
+}
+
+/// The last message of a podd.v1 PullImage stream.
+pub fn progress_done(image: &Image, reference: &str) -> PullProgress {
+    PullProgress {
+        status: "done".into(),
+        done: true,
+        image_ref: image.id.clone(),
+        reference: reference.to_string(),
         ..Default::default()
     }
 }

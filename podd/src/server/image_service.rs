@@ -1,5 +1,4 @@
-//! CRI ImageService over podd's image store. Registry pulls come later: PullImage answers
-//! for images already in the store and says how to get the others.
+//! CRI ImageService over podd's image store and registry pull engine.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -12,11 +11,13 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::error::Error;
+use crate::image::registry::Puller;
 use crate::image::ImageStore;
 use crate::runtime::Runtime;
 
 pub struct ImageSvc {
     pub images: Arc<ImageStore>,
+    pub puller: Arc<Puller>,
     pub runtime: Arc<Runtime>,
 }
 
@@ -82,13 +83,20 @@ impl ImageService for ImageSvc {
     ) -> Rpc<cri::ImageStatusResponse> {
         let req = req.into_inner();
         let r = image_ref(req.image, "image.image")?;
-        let image = self.blocking(move |store| store.resolve(&r)).await;
+        let verbose = req.verbose;
+        let (image, verbose_info) = self
+            .blocking(move |store| {
+                let image = store.resolve(&r);
+                let info = image
+                    .as_ref()
+                    .filter(|_| verbose)
+                    .map(|i| store.verbose_info(i));
+                (image, info)
+            })
+            .await;
         let mut info = HashMap::new();
-        if let (true, Some(i)) = (req.verbose, &image) {
-            info.insert(
-                "info".into(),
-                serde_json::to_string(i).expect("images serialize"),
-            );
+        if let Some(v) = verbose_info {
+            info.insert("info".into(), v.to_string());
         }
         // CRI: an unknown image is not an error, just no image.
         Ok(Response::new(cri::ImageStatusResponse {
@@ -98,14 +106,18 @@ impl ImageService for ImageSvc {
     }
 
     async fn pull_image(&self, req: Request<cri::PullImageRequest>) -> Rpc<cri::PullImageResponse> {
-        let r = image_ref(req.into_inner().image, "image.image")?;
-        let wanted = r.clone();
-        match self.blocking(move |store| store.resolve(&wanted)).await {
-            Some(image) => Ok(Response::new(cri::PullImageResponse { image_ref: image.id })),
-            None => Err(Status::unimplemented(format!(
-                "podd cannot pull {r} from a registry yet; load it with `podctl image import PATH --name {r}`"
-            ))),
-        }
+        let (image, _, creds) = convert::pull_request(req.into_inner(), "image.image")?;
+        // Nobody listens to progress on the unary call: sends to a closed channel are no-ops.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        drop(rx);
+        let pulled = self
+            .puller
+            .pull(&image, &creds, &tx)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(cri::PullImageResponse {
+            image_ref: pulled.id,
+        }))
     }
 
     async fn remove_image(

@@ -56,9 +56,18 @@ fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Serves until SIGINT or SIGTERM. Pods and containers keep running after podd exits.
-pub async fn serve(socket: &Path, runtime: Arc<Runtime>) -> anyhow::Result<()> {
+/// `registries` configures the endpoints registry pulls use.
+pub async fn serve(
+    socket: &Path,
+    runtime: Arc<Runtime>,
+    registries: crate::image::registry::Registries,
+) -> anyhow::Result<()> {
     let listener = bind(socket)?;
     let images = Arc::clone(runtime.images());
+    let puller = Arc::new(crate::image::registry::Puller::new(
+        Arc::clone(&images),
+        registries,
+    ));
     let runtime_svc = RuntimeServiceServer::new(runtime_service::RuntimeSvc {
         runtime: Arc::clone(&runtime),
     })
@@ -66,11 +75,12 @@ pub async fn serve(socket: &Path, runtime: Arc<Runtime>) -> anyhow::Result<()> {
     .max_encoding_message_size(MAX_RESPONSE);
     let image_svc = ImageServiceServer::new(image_service::ImageSvc {
         images: Arc::clone(&images),
+        puller: Arc::clone(&puller),
         runtime,
     })
     .max_decoding_message_size(MAX_MESSAGE)
     .max_encoding_message_size(MAX_MESSAGE);
-    let podd_svc = PoddServer::new(podd_service::PoddSvc { images });
+    let podd_svc = PoddServer::new(podd_service::PoddSvc { images, puller });
     info!(socket = %socket.display(), "serving CRI");
     // Older grpc-go clients (crictl 1.26, critest) send the socket path as `:authority`,
     // which h2 rejects; see `authority`.

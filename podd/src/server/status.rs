@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::error::Error;
+use crate::image::registry::Kind;
 use crate::image::ImageError;
 
 pub fn to_status(err: Error) -> Status {
@@ -36,6 +37,15 @@ fn image_code(e: &ImageError) -> Code {
         ImageError::Io { .. } | ImageError::Unpack { .. } | ImageError::CorruptIndex { .. } => {
             Code::Internal
         }
+        ImageError::Registry(r) => match r.kind() {
+            Kind::Unauthenticated => Code::Unauthenticated,
+            Kind::PermissionDenied => Code::PermissionDenied,
+            Kind::NotFound => Code::NotFound,
+            Kind::Unavailable => Code::Unavailable,
+            Kind::DataLoss => Code::DataLoss,
+            Kind::Failed => Code::FailedPrecondition,
+            Kind::Internal => Code::Internal,
+        },
     }
 }
 

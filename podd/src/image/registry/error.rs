@@ -1,0 +1,120 @@
+//! What a registry pull can fail with. Cloneable (plain strings), because one download's
+//! result is handed to every pull waiting on it.
+
+/// A registry pull failure; `reference` is the normalised reference, `registry` the endpoint
+/// (scheme://host[:port]) that answered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry answered 401 or its token service refused the credentials given.
+    #[error("registry {registry} refused credentials for {reference}: {detail} (check the username and password, or token, passed with the pull)")]
+    CredentialsRefused {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+
+    /// The registry answered 401 to an anonymous request.
+    #[error("registry {registry} requires credentials for {reference}: {detail} (pass a username and password, or a token, with the pull: the CRI AuthConfig)")]
+    CredentialsRequired {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+
+    /// The registry answered 403: the credentials are valid but not for this repository.
+    #[error("registry {registry} denied access to {reference}: {detail} (the account lacks pull permission on this repository)")]
+    Denied {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+
+    /// The manifest (tag or digest) or a blob is not on the registry.
+    #[error("{what} for {reference} not found on {registry}: {detail} (check the repository name and tag or digest)")]
+    NotFound {
+        what: &'static str,
+        reference: String,
+        registry: String,
+        detail: String,
+    },
+
+    /// The registry could not be reached or answered with a server error.
+    #[error("registry {registry} is unavailable for {reference}: {detail} (check that it is running and reachable, or configure a mirror in the podd config)")]
+    Unavailable {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+
+    /// Content from the registry does not hash to the digest that names it.
+    #[error("{what} {digest} from {registry} does not match its digest: {detail} (the registry or something between served corrupt or tampered content; nothing was stored)")]
+    Tampered {
+        what: &'static str,
+        digest: String,
+        registry: String,
+        detail: String,
+    },
+
+    /// The registry answered something the distribution protocol does not allow, or an
+    /// image this runtime cannot use (no linux/<arch> entry, unknown media type).
+    #[error("cannot pull {reference} from {registry}: {detail}")]
+    Protocol {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+
+    /// Writing a download to the store's disk failed.
+    #[error("storing a download of {digest} for {reference} failed: {detail} (check free disk space in the podd root)")]
+    Local {
+        reference: String,
+        digest: String,
+        detail: String,
+    },
+
+    /// Every endpoint (mirrors, then the host) failed; `last` is the host's own answer and
+    /// decides the gRPC code.
+    #[error("{last}; endpoints tried: {tried}")]
+    Endpoints {
+        last: Box<RegistryError>,
+        tried: String,
+    },
+
+    /// The pull was cancelled (the download task went away).
+    #[error("download of {digest} for {reference} was interrupted: {detail} (pull again)")]
+    Interrupted {
+        reference: String,
+        digest: String,
+        detail: String,
+    },
+}
+
+/// How a registry error is reported to clients; `server::status` maps it to a gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    Unavailable,
+    DataLoss,
+    Failed,
+    Internal,
+}
+
+impl RegistryError {
+    pub fn kind(&self) -> Kind {
+        match self {
+            RegistryError::CredentialsRefused { .. }
+            | RegistryError::CredentialsRequired { .. } => Kind::Unauthenticated,
+            RegistryError::Denied { .. } => Kind::PermissionDenied,
+            RegistryError::NotFound { .. } => Kind::NotFound,
+            RegistryError::Unavailable { .. } | RegistryError::Interrupted { .. } => {
+                Kind::Unavailable
+            }
+            RegistryError::Tampered { .. } => Kind::DataLoss,
+            RegistryError::Protocol { .. } => Kind::Failed,
+            RegistryError::Local { .. } => Kind::Internal,
+            RegistryError::Endpoints { last, .. } => last.kind(),
+        }
+    }
+}

@@ -1,0 +1,533 @@
+//! The pull engine shared by CRI PullImage and podd.v1 PullImage: resolve the reference on
+//! the first endpoint that answers, download missing blobs (each once, however many pulls
+//! want it), then hand the verified blobs to the store's ingestion path.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::StreamExt;
+use tracing::{debug, info, warn};
+
+use super::auth::Credentials;
+use super::client::{error_chain, EndpointClient, Resolved};
+use super::error::RegistryError;
+use super::hosts::Registries;
+use crate::image::digest::Digest;
+use crate::image::reference::{normalize_reference, Reference};
+use crate::image::{Image, ImageError, ImageStore};
+
+/// Downloads running at once, over all pulls.
+const MAX_DOWNLOADS: usize = 4;
+/// Progress is reported about every this many bytes.
+const REPORT_EVERY: u64 = 256 << 10;
+
+/// One progress event of a pull (podd.v1 PullProgress without the final message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Empty for events about the whole pull (resolving).
+    pub digest: String,
+    /// "manifest", "index", "config" or "layer".
+    pub kind: &'static str,
+    pub total: u64,
+    pub current: u64,
+    /// "resolving", "waiting", "downloading", "exists", "verifying", "unpacking", "done".
+    pub status: &'static str,
+}
+
+/// Where progress goes; a closed receiver is fine (the CRI call does not stream).
+pub type ProgressTx = mpsc::UnboundedSender<Progress>;
+
+/// The state of one blob download, shared with every pull waiting for it.
+#[derive(Debug, Clone)]
+enum Download {
+    Running(u64),
+    Done(Result<(), RegistryError>),
+}
+
+type InFlight = Arc<Mutex<HashMap<Digest, watch::Receiver<Download>>>>;
+
+/// Pulls images into one store. `Send + Sync`; share it behind an `Arc`.
+pub struct Puller {
+    store: Arc<ImageStore>,
+    registries: Registries,
+    inflight: InFlight,
+    slots: Arc<Semaphore>,
+}
+
+/// A blob the pull needs.
+struct Need {
+    digest: Digest,
+    size: u64,
+    kind: &'static str,
+}
+
+impl Puller {
+    pub fn new(store: Arc<ImageStore>, registries: Registries) -> Puller {
+        Puller {
+            store,
+            registries,
+            inflight: Arc::default(),
+            slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<ImageStore> {
+        &self.store
+    }
+
+    /// Pulls `reference` (normalised as docker does) and returns the stored image.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        creds: &Credentials,
+        progress: &ProgressTx,
+    ) -> Result<Image, ImageError> {
+        let result = self.pull_inner(reference, creds, progress).await;
+        if let Err(e) = &result {
+            warn!(reference, error = %e, "pull failed");
+        }
+        result
+    }
+
+    async fn pull_inner(
+        &self,
+        reference: &str,
+        creds: &Credentials,
+        progress: &ProgressTx,
+    ) -> Result<Image, ImageError> {
+        let started = Instant::now();
+        let normalized = normalize_reference(reference)?;
+        let r = Reference::parse(&normalized)?;
+        let wanted_digest = r.digest.as_deref().map(Digest::parse).transpose()?;
+        if wanted_digest.is_some() {
+            // Content-addressed: what the store has under this digest is what was asked for.
+            let store = Arc::clone(&self.store);
+            let n = normalized.clone();
+            if let Some(image) = blocking(move || store.resolve(&n)).await {
+                debug!(reference = %normalized, id = %image.id, "pull by digest: already stored");
+                return Ok(image);
+            }
+        }
+        let _ = progress.send(Progress {
+            digest: String::new(),
+            kind: "manifest",
+            total: 0,
+            current: 0,
+            status: "resolving",
+        });
+        let (client, resolved) = self.resolve(&r, creds, wanted_digest.as_ref()).await?;
+        let client = Arc::new(client);
+        let dir = self.store.download_dir();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| ImageError::io("create directory", &dir, e))?;
+
+        let manifest_size = resolved.manifest_bytes.len() as u64;
+        write_verified(&dir, &resolved.manifest_digest, &resolved.manifest_bytes).await?;
+        if let Some(index) = &resolved.index_digest {
+            let _ = progress.send(done(index, "index", 0));
+        }
+        let _ = progress.send(done(&resolved.manifest_digest, "manifest", manifest_size));
+
+        let needs = needs(&resolved)?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for need in needs.iter() {
+            let fetch = self.fetch(
+                Arc::clone(&client),
+                creds.clone(),
+                need.digest.clone(),
+                need.size,
+                need.kind,
+                progress.clone(),
+            );
+            tasks.spawn(fetch);
+        }
+        let mut downloaded = 0u64;
+        let mut first_err = None;
+        while let Some(res) = tasks.join_next().await {
+            match res.expect("blob fetches do not panic") {
+                Ok(bytes) => downloaded += bytes,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e.into());
+        }
+
+        let downloaded_at = started.elapsed();
+        let store = Arc::clone(&self.store);
+        let tag = normalized.clone();
+        let manifest_digest = resolved.manifest_digest.clone();
+        let index_digest = resolved.index_digest.clone();
+        let sizes: HashMap<Digest, u64> =
+            needs.iter().map(|n| (n.digest.clone(), n.size)).collect();
+        let tx = progress.clone();
+        let image = blocking(move || {
+            store.ingest_pulled(
+                &dir,
+                &manifest_digest,
+                manifest_size,
+                &tag,
+                index_digest,
+                &mut |blob, _diff_id| {
+                    let total = sizes.get(blob).copied().unwrap_or(0);
+                    let _ = tx.send(Progress {
+                        digest: blob.to_string(),
+                        kind: "layer",
+                        total,
+                        current: total,
+                        status: "unpacking",
+                    });
+                },
+            )
+        })
+        .await?;
+        for need in &needs {
+            let _ = progress.send(done(&need.digest, need.kind, need.size));
+        }
+        info!(
+            reference = %normalized,
+            endpoint = %client.endpoint().url(),
+            id = %image.id,
+            bytes = downloaded,
+            ms = started.elapsed().as_millis() as u64,
+            download_ms = downloaded_at.as_millis() as u64,
+            "pulled image"
+        );
+        Ok(image)
+    }
+
+    /// Resolves the reference on the first endpoint that answers: mirrors in order, then the
+    /// host. When all fail, the error is the host's, listing what every endpoint answered.
+    async fn resolve(
+        &self,
+        r: &Reference,
+        creds: &Credentials,
+        digest: Option<&Digest>,
+    ) -> Result<(EndpointClient, Resolved), RegistryError> {
+        let endpoints = self.registries.endpoints(&r.domain);
+        let mut tried = Vec::new();
+        let mut last = None;
+        for ep in &endpoints {
+            let attempt = async {
+                let client = EndpointClient::new(ep, r)?;
+                let resolved = client.resolve(creds, r.tag.as_deref(), digest).await?;
+                Ok::<_, RegistryError>((client, resolved))
+            }
+            .await;
+            match attempt {
+                Ok(found) => return Ok(found),
+                Err(e) => {
+                    if ep.mirror {
+                        warn!(reference = %r, mirror = %ep.url(), error = %e, "mirror failed; trying the next endpoint");
+                    }
+                    let role = if ep.mirror { "mirror" } else { "host" };
+                    tried.push(format!("{} ({role}): {e}", ep.url()));
+                    last = Some(e);
+                }
+            }
+        }
+        let last = last.expect("at least the host itself is tried");
+        if tried.len() == 1 {
+            return Err(last);
+        }
+        Err(RegistryError::Endpoints {
+            last: Box::new(last),
+            tried: tried.join("; "),
+        })
+    }
+
+    /// Makes sure the verified blob is in the store or the download directory, downloading
+    /// it unless another pull already is (then it waits for that one). Returns the bytes
+    /// this call downloaded itself.
+    fn fetch(
+        &self,
+        client: Arc<EndpointClient>,
+        creds: Credentials,
+        digest: Digest,
+        size: u64,
+        kind: &'static str,
+        progress: ProgressTx,
+    ) -> impl std::future::Future<Output = Result<u64, RegistryError>> + Send + 'static {
+        let store = Arc::clone(&self.store);
+        let inflight = Arc::clone(&self.inflight);
+        let slots = Arc::clone(&self.slots);
+        let reference = client.reference().to_string();
+        async move {
+            let report = |status: &'static str, current: u64| {
+                let _ = progress.send(Progress {
+                    digest: digest.to_string(),
+                    kind,
+                    total: size,
+                    current,
+                    status,
+                });
+            };
+            let dir = store.download_dir();
+            let path = dir.join(digest.hex());
+            if store.has_blob(&digest) || path.is_file() {
+                report("exists", size);
+                return Ok(0);
+            }
+            let (mut rx, leader) = {
+                let mut map = inflight.lock().unwrap_or_else(|e| e.into_inner());
+                match map.get(&digest) {
+                    Some(rx) => (rx.clone(), false),
+                    None => {
+                        let (tx, rx) = watch::channel(Download::Running(0));
+                        map.insert(digest.clone(), rx.clone());
+                        let job = Job {
+                            client,
+                            creds,
+                            digest: digest.clone(),
+                            size,
+                            kind,
+                            dir,
+                            inflight: Arc::clone(&inflight),
+                            slots,
+                        };
+                        // A task of its own: a pull whose client goes away does not cancel
+                        // a download other pulls may be waiting for.
+                        tokio::spawn(job.run(tx));
+                        (rx, true)
+                    }
+                }
+            };
+            let status = if leader { "downloading" } else { "waiting" };
+            loop {
+                let state = rx.borrow_and_update().clone();
+                match state {
+                    Download::Done(Ok(())) => {
+                        report("verifying", size);
+                        return Ok(if leader { size } else { 0 });
+                    }
+                    Download::Done(Err(e)) => return Err(e),
+                    Download::Running(n) => report(status, n),
+                }
+                if rx.changed().await.is_err() {
+                    if let Download::Done(r) = rx.borrow().clone() {
+                        return r.map(|()| if leader { size } else { 0 });
+                    }
+                    return Err(RegistryError::Interrupted {
+                        reference,
+                        digest: digest.to_string(),
+                        detail: "the download task ended without a result".into(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// One blob download, reporting to every pull that waits for it.
+struct Job {
+    client: Arc<EndpointClient>,
+    creds: Credentials,
+    digest: Digest,
+    size: u64,
+    kind: &'static str,
+    dir: PathBuf,
+    inflight: InFlight,
+    slots: Arc<Semaphore>,
+}
+
+impl Job {
+    async fn run(self, tx: watch::Sender<Download>) {
+        let result = match self.slots.clone().acquire_owned().await {
+            Ok(_permit) => self.download(&tx).await,
+            Err(_) => Err(RegistryError::Interrupted {
+                reference: self.client.reference().to_string(),
+                digest: self.digest.to_string(),
+                detail: "the download queue was closed".into(),
+            }),
+        };
+        if let Err(e) = &result {
+            warn!(blob = %self.digest, kind = self.kind, error = %e, "blob download failed");
+        }
+        // Out of the map first: a pull arriving now finds the file (or starts afresh).
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.digest);
+        tx.send_replace(Download::Done(result));
+    }
+
+    /// Streams the blob to `<hex>.partial-<uuid>`, hashing and counting as it goes, and
+    /// renames it to `<hex>` only once size and digest match.
+    async fn download(&self, tx: &watch::Sender<Download>) -> Result<(), RegistryError> {
+        let tmp = self.dir.join(format!(
+            "{}.partial-{}",
+            self.digest.hex(),
+            uuid::Uuid::new_v4()
+        ));
+        let result = self.download_to(&tmp, tx).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn download_to(
+        &self,
+        tmp: &Path,
+        tx: &watch::Sender<Download>,
+    ) -> Result<(), RegistryError> {
+        let registry = self.client.endpoint().url();
+        let local = |what: &str, e: std::io::Error| RegistryError::Local {
+            reference: self.client.reference().to_string(),
+            digest: self.digest.to_string(),
+            detail: format!("{what} {}: {e}", tmp.display()),
+        };
+        let tampered = |detail: String| RegistryError::Tampered {
+            what: self.kind,
+            digest: self.digest.to_string(),
+            registry: registry.clone(),
+            detail,
+        };
+        let mut stream = self
+            .client
+            .blob_stream(&self.digest, self.size, &self.creds)
+            .await
+            .map_err(|e| match e {
+                RegistryError::Tampered { detail, .. } => tampered(detail),
+                other => other,
+            })?;
+        let mut file = tokio::fs::File::create(tmp)
+            .await
+            .map_err(|e| local("create", e))?;
+        let mut hasher = sha2::Sha256::new();
+        let (mut n, mut reported) = (0u64, 0u64);
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let is_digest = e
+                        .get_ref()
+                        .is_some_and(|i| i.is::<oci_client::errors::DigestError>());
+                    return Err(if is_digest {
+                        tampered(e.to_string())
+                    } else {
+                        RegistryError::Unavailable {
+                            registry: registry.clone(),
+                            reference: self.client.reference().to_string(),
+                            detail: format!(
+                                "download of {} broke off after {n} bytes: {}",
+                                self.digest,
+                                error_chain(&e)
+                            ),
+                        }
+                    });
+                }
+            };
+            n += chunk.len() as u64;
+            if n > self.size {
+                return Err(tampered(format!(
+                    "it is longer than the {} bytes its descriptor gives",
+                    self.size
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| local("write", e))?;
+            if reported == 0 || n - reported >= REPORT_EVERY {
+                tx.send_replace(Download::Running(n));
+                reported = n;
+            }
+        }
+        if n != self.size {
+            return Err(tampered(format!(
+                "it has {n} bytes, its descriptor gives {}",
+                self.size
+            )));
+        }
+        let actual = Digest::from_hasher(hasher);
+        if actual != self.digest {
+            return Err(tampered(format!("content hashes to {actual}")));
+        }
+        file.sync_all().await.map_err(|e| local("fsync", e))?;
+        drop(file);
+        let dest = self.dir.join(self.digest.hex());
+        tokio::fs::rename(tmp, &dest)
+            .await
+            .map_err(|e| local("rename", e))?;
+        tx.send_replace(Download::Running(n));
+        Ok(())
+    }
+}
+
+/// The config and layer blobs of a manifest, each once, checked for media types podd can
+/// unpack.
+fn needs(resolved: &Resolved) -> Result<Vec<Need>, ImageError> {
+    let m = &resolved.manifest;
+    let mut out = vec![Need {
+        digest: Digest::parse(m.config().digest().as_ref())?,
+        size: m.config().size(),
+        kind: "config",
+    }];
+    for layer in m.layers() {
+        let media = layer.media_type().to_string();
+        let digest = Digest::parse(layer.digest().as_ref())?;
+        if !(media.starts_with("application/vnd.oci.image.layer.")
+            || media.starts_with("application/vnd.docker.image.rootfs."))
+        {
+            return Err(ImageError::UnsupportedLayer {
+                digest: digest.to_string(),
+                reason: format!(
+                    "media type {media} is not an image layer (manifest {})",
+                    resolved.manifest_digest
+                ),
+            });
+        }
+        if out.iter().all(|n| n.digest != digest) {
+            out.push(Need {
+                digest,
+                size: layer.size(),
+                kind: "layer",
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Writes bytes already verified against `digest` as `<hex>` in `dir` (atomically).
+async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), ImageError> {
+    let dest = dir.join(digest.hex());
+    if dest.is_file() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!("{}.partial-{}", digest.hex(), uuid::Uuid::new_v4()));
+    let result = async {
+        tokio::fs::write(&tmp, data).await?;
+        tokio::fs::rename(&tmp, &dest).await
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(ImageError::io("write downloaded manifest", &dest, e));
+    }
+    Ok(())
+}
+
+fn done(digest: &Digest, kind: &'static str, size: u64) -> Progress {
+    Progress {
+        digest: digest.to_string(),
+        kind,
+        total: size,
+        current: size,
+        status: "done",
+    }
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("image store calls do not panic")
+}

@@ -1,0 +1,600 @@
+//! Pull engine tests against the in-process fake registry: formats, auth, tampering,
+//! mirrors, concurrency and interrupted pulls. No root and no real registry needed.
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use tokio::sync::mpsc;
+
+use super::fake::{AuthMode, Compression, FakeRegistry};
+use super::*;
+use crate::image::{ImageError, ImageStore};
+
+fn tar_with(path: &str, content: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(content.len() as u64);
+    h.set_mtime(1_600_000_000);
+    b.append_data(&mut h, path, content).unwrap();
+    b.into_inner().unwrap()
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    puller: Puller,
+}
+
+fn env_with(registries: Registries) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("images");
+    let store = Arc::new(ImageStore::open(&root).unwrap());
+    Env {
+        puller: Puller::new(store, registries),
+        root,
+        _dir: dir,
+    }
+}
+
+fn env() -> Env {
+    env_with(Registries::default())
+}
+
+fn registries(toml_text: &str) -> Registries {
+    crate::config::Config::parse(toml_text, Path::new("test.toml"))
+        .unwrap()
+        .registries
+}
+
+async fn pull(env: &Env, r: &str, creds: &Credentials) -> Result<crate::image::Image, ImageError> {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    env.puller.pull(r, creds, &tx).await
+}
+
+/// Pulls, collecting every progress event.
+async fn pull_events(
+    env: &Env,
+    r: &str,
+) -> (Result<crate::image::Image, ImageError>, Vec<Progress>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let res = env.puller.pull(r, &Credentials::Anonymous, &tx).await;
+    drop(tx);
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    (res, events)
+}
+
+fn registry_err(e: ImageError) -> RegistryError {
+    match e {
+        ImageError::Registry(r) => r,
+        other => panic!("expected a registry error, got {other}"),
+    }
+}
+
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Nothing that looks like an image: no index entry, no blob, no layer.
+fn assert_nothing_stored(env: &Env) {
+    assert!(env.puller.store().list().is_empty());
+    assert_eq!(count(&env.root.join("blobs/sha256")), 0);
+    assert_eq!(count(&env.root.join("layers")), 0);
+}
+
+fn basic(u: &str, p: &str) -> Credentials {
+    Credentials::Basic {
+        username: u.into(),
+        password: p.into(),
+    }
+}
+
+#[tokio::test]
+async fn pull_by_tag_stores_config_layers_and_tags() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let built = reg.add_image(
+        "app/web",
+        "1.0",
+        &[
+            (tar_with("a.txt", b"layer one"), Compression::Gzip),
+            (tar_with("b.txt", b"layer two"), Compression::None),
+        ],
+        false,
+    );
+    let env = env();
+    let r = format!("{}/app/web:1.0", reg.host());
+    let (img, events) = pull_events(&env, &r).await;
+    let img = img.unwrap();
+    assert_eq!(img.id, built.config_digest);
+    assert_eq!(img.repo_tags, std::slice::from_ref(&r));
+    assert_eq!(
+        img.repo_digests,
+        [format!("{}/app/web@{}", reg.host(), built.manifest_digest)]
+    );
+    assert_eq!(img.config.entrypoint, ["/bin/sh"]);
+    assert_eq!(img.config.user, "1000:1000");
+    assert_eq!(img.layers.len(), 2);
+    let dirs = env.puller.store().layer_dirs(&img);
+    assert_eq!(std::fs::read(dirs[1].join("a.txt")).unwrap(), b"layer one");
+    assert_eq!(std::fs::read(dirs[0].join("b.txt")).unwrap(), b"layer two");
+    assert_eq!(events[0].status, "resolving");
+    for d in &built.layer_digests {
+        assert!(events
+            .iter()
+            .any(|e| &e.digest == d && e.status == "unpacking" && e.kind == "layer"));
+        assert!(events.iter().any(|e| &e.digest == d && e.status == "done"));
+    }
+    // Verbose ImageStatus info: the stored config, the manifest's layers, size and user.
+    let info = env.puller.store().verbose_info(&img);
+    assert_eq!(info["imageSpec"]["config"]["User"], "1000:1000");
+    assert_eq!(info["user"], "1000:1000");
+    assert_eq!(info["layers"][0]["digest"], built.layer_digests[0].as_str());
+    assert_eq!(
+        info["layers"][0]["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(info["size"], img.size);
+    // The download area is left empty: everything moved into the store.
+    assert_eq!(count(&env.root.join("tmp/pull")), 0);
+
+    // Pulling by digest finds the same image; the tag pull again downloads nothing.
+    let by_digest = format!("{}/app/web@{}", reg.host(), built.manifest_digest);
+    assert_eq!(
+        pull(&env, &by_digest, &Credentials::Anonymous)
+            .await
+            .unwrap()
+            .id,
+        img.id
+    );
+    let (again, events) = pull_events(&env, &r).await;
+    assert_eq!(again.unwrap().id, img.id);
+    for d in &built.layer_digests {
+        assert_eq!(reg.blob_hits(d), 1, "layer {d} fetched again");
+        assert!(events
+            .iter()
+            .any(|e| &e.digest == d && e.status == "exists"));
+    }
+}
+
+#[tokio::test]
+async fn pull_by_digest_of_a_fresh_store() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let built = reg.add_image("x", "t", &[(tar_with("f", b"1"), Compression::Gzip)], false);
+    let env = env();
+    let r = format!("{}/x@{}", reg.host(), built.manifest_digest);
+    let img = pull(&env, &r, &Credentials::Anonymous).await.unwrap();
+    assert!(img.repo_tags.is_empty());
+    assert_eq!(img.repo_digests, std::slice::from_ref(&r));
+    assert_eq!(env.puller.store().resolve(&r).unwrap().id, img.id);
+    // Removing by the repo digest removes the image; removing it again succeeds.
+    env.puller.store().remove(&r).unwrap();
+    assert_nothing_stored(&env);
+    env.puller.store().remove(&r).unwrap();
+}
+
+#[tokio::test]
+async fn docker_manifest_list_and_oci_index_pick_linux_amd64_with_zstd_layers() {
+    for docker in [true, false] {
+        let reg = FakeRegistry::start(AuthMode::None).await;
+        let arm = reg.add_image(
+            "m",
+            "arm",
+            &[(tar_with("arch", b"arm64"), Compression::Gzip)],
+            docker,
+        );
+        let amd = reg.add_image(
+            "m",
+            "amd",
+            &[
+                (tar_with("arch", b"amd64"), Compression::Zstd),
+                (tar_with("more", b"z"), Compression::Gzip),
+            ],
+            docker,
+        );
+        let index = reg.add_index(
+            "m",
+            "multi",
+            &[
+                ("linux", "arm64", &arm.manifest_digest, arm.manifest_size),
+                ("windows", "amd64", &arm.manifest_digest, arm.manifest_size),
+                ("linux", "amd64", &amd.manifest_digest, amd.manifest_size),
+            ],
+            docker,
+        );
+        let env = env();
+        let r = format!("{}/m:multi", reg.host());
+        let img = pull(&env, &r, &Credentials::Anonymous).await.unwrap();
+        assert_eq!(img.id, amd.config_digest, "docker={docker}");
+        assert_eq!(img.manifest_digest, amd.manifest_digest);
+        // The repo digest is the index's, as docker and containerd report it.
+        assert_eq!(img.repo_digests, [format!("{}/m@{index}", reg.host())]);
+        let dirs = env.puller.store().layer_dirs(&img);
+        assert_eq!(std::fs::read(dirs[1].join("arch")).unwrap(), b"amd64");
+        assert_eq!(reg.blob_hits(&arm.layer_digests[0]), 0);
+        let by_index = format!("{}/m@{index}", reg.host());
+        assert_eq!(env.puller.store().resolve(&by_index).unwrap().id, img.id);
+    }
+}
+
+#[tokio::test]
+async fn index_without_this_platform_is_a_clear_error() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let arm = reg.add_image(
+        "m",
+        "arm",
+        &[(tar_with("a", b"a"), Compression::Gzip)],
+        false,
+    );
+    reg.add_index(
+        "m",
+        "multi",
+        &[("linux", "arm64", &arm.manifest_digest, arm.manifest_size)],
+        false,
+    );
+    let env = env();
+    let err = pull(
+        &env,
+        &format!("{}/m:multi", reg.host()),
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no linux/amd64") && msg.contains("linux/arm64"),
+        "{msg}"
+    );
+    assert_nothing_stored(&env);
+}
+
+#[tokio::test]
+async fn basic_auth_good_missing_and_wrong_credentials() {
+    let reg = FakeRegistry::start(AuthMode::Basic("alice".into(), "s3cret".into())).await;
+    reg.add_image("p", "1", &[(tar_with("f", b"x"), Compression::Gzip)], false);
+    let env = env();
+    let r = format!("{}/p:1", reg.host());
+    let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
+    assert!(
+        matches!(e, RegistryError::CredentialsRequired { .. }),
+        "{e}"
+    );
+    assert_eq!(e.kind(), Kind::Unauthenticated);
+    let e = registry_err(pull(&env, &r, &basic("alice", "nope")).await.unwrap_err());
+    assert!(
+        e.to_string().contains(&format!(
+            "registry http://{} refused credentials for {r}",
+            reg.host()
+        )),
+        "{e}"
+    );
+    assert_nothing_stored(&env);
+    pull(&env, &r, &basic("alice", "s3cret")).await.unwrap();
+}
+
+#[tokio::test]
+async fn bearer_challenge_gets_a_token_with_basic_credentials() {
+    let reg = FakeRegistry::start(AuthMode::Bearer("bob".into(), "pw".into())).await;
+    reg.add_image(
+        "lib/q",
+        "1",
+        &[(tar_with("f", b"x"), Compression::Gzip)],
+        false,
+    );
+    let env = env();
+    let r = format!("{}/lib/q:1", reg.host());
+    let e = registry_err(pull(&env, &r, &basic("bob", "bad")).await.unwrap_err());
+    assert!(matches!(e, RegistryError::CredentialsRefused { .. }), "{e}");
+    let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
+    assert_eq!(e.kind(), Kind::Unauthenticated, "{e}");
+    pull(&env, &r, &basic("bob", "pw")).await.unwrap();
+    // A registry token is sent as it is.
+    let env2 = super::tests::env();
+    pull(&env2, &r, &Credentials::Bearer("fake-token-123".into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn tampered_blobs_and_manifests_are_refused_and_nothing_is_stored() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let built = reg.add_image(
+        "t",
+        "1",
+        &[(tar_with("f", b"evil"), Compression::Gzip)],
+        false,
+    );
+    let r = format!("{}/t:1", reg.host());
+    for digest in [
+        &built.layer_digests[0],
+        &built.config_digest,
+        &built.manifest_digest,
+    ] {
+        reg.tamper(digest);
+        let env = env();
+        let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
+        assert!(matches!(e, RegistryError::Tampered { .. }), "{e}");
+        assert_eq!(e.kind(), Kind::DataLoss);
+        assert!(e.to_string().contains(&reg.host()), "{e}");
+        assert_nothing_stored(&env);
+        reg.inner_clear_tamper(digest);
+    }
+    // By digest the manifest is checked against the digest asked for.
+    reg.tamper(&built.manifest_digest);
+    let env = env();
+    let e = pull(
+        &env,
+        &format!("{}/t@{}", reg.host(), built.manifest_digest),
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains(&built.manifest_digest), "{e}");
+    assert_nothing_stored(&env);
+}
+
+#[tokio::test]
+async fn wrong_diff_id_in_config_stores_nothing() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    // A config whose diff_id does not match the layer it names.
+    let tar = tar_with("f", b"one");
+    let other = tar_with("f", b"two");
+    let built = reg.add_image("d", "real", &[(tar, Compression::Gzip)], false);
+    let decoy = reg.add_image("d", "decoy", &[(other, Compression::Gzip)], false);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": fake::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": decoy.config_digest, "size": reg.size_of(&decoy.config_digest)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": built.layer_digests[0], "size": reg.size_of(&built.layer_digests[0])}],
+    });
+    let d = reg.put(serde_json::to_vec(&manifest).unwrap(), fake::OCI_MANIFEST);
+    reg.tag("d", "mixed", &d);
+    let env = env();
+    let e = pull(
+        &env,
+        &format!("{}/d:mixed", reg.host()),
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ImageError::DigestMismatch { .. }), "{e}");
+    assert!(env.puller.store().list().is_empty());
+    assert_eq!(count(&env.root.join("layers")), 0);
+}
+
+#[tokio::test]
+async fn not_found_and_unreachable_name_the_registry() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let env = env();
+    let r = format!("{}/nothing:here", reg.host());
+    let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
+    assert_eq!(e.kind(), Kind::NotFound);
+    assert!(
+        e.to_string().contains(&format!(
+            "manifest for {r} not found on http://{}",
+            reg.host()
+        )),
+        "{e}"
+    );
+
+    let closed = closed_port().await;
+    let r = format!("127.0.0.1:{closed}/x:1");
+    let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
+    assert_eq!(e.kind(), Kind::Unavailable);
+    assert!(
+        e.to_string()
+            .contains(&format!("http://127.0.0.1:{closed}")),
+        "{e}"
+    );
+}
+
+/// A loopback port nothing listens on.
+async fn closed_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn mirrors_are_tried_in_order_and_fall_through_to_the_host() {
+    let host = FakeRegistry::start(AuthMode::None).await;
+    let built = host.add_image(
+        "k8s/pause",
+        "3.9",
+        &[(tar_with("p", b"pause"), Compression::Gzip)],
+        false,
+    );
+    let empty_mirror = FakeRegistry::start(AuthMode::None).await; // 404s
+    let failing_mirror = FakeRegistry::start(AuthMode::None).await;
+    failing_mirror.fail_all(Some(StatusCode::INTERNAL_SERVER_ERROR));
+    let closed = closed_port().await;
+    let cfg = format!(
+        "[registries.\"{}\"]\nmirrors = [\"http://127.0.0.1:{closed}\", \"http://{}\", \"http://{}\"]\n",
+        host.host(),
+        empty_mirror.host(),
+        failing_mirror.host()
+    );
+    let env = env_with(registries(&cfg));
+    let r = format!("{}/k8s/pause:3.9", host.host());
+    let img = pull(&env, &r, &Credentials::Anonymous).await.unwrap();
+    assert_eq!(img.id, built.config_digest);
+
+    // A mirror that has the image serves it; the host is not asked.
+    let good_mirror = FakeRegistry::start(AuthMode::None).await;
+    let m = good_mirror.add_image(
+        "k8s/pause",
+        "3.9",
+        &[(tar_with("p", b"pause"), Compression::Gzip)],
+        false,
+    );
+    let cfg = format!(
+        "[registries.\"{}\"]\nmirrors = [\"http://{}\"]\n",
+        host.host(),
+        good_mirror.host()
+    );
+    let env2 = env_with(registries(&cfg));
+    host.fail_all(Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(
+        pull(&env2, &r, &Credentials::Anonymous).await.unwrap().id,
+        m.config_digest
+    );
+
+    // Everything fails: the host's answer decides, every endpoint is listed.
+    let env3 = env_with(registries(&cfg));
+    good_mirror.fail_all(Some(StatusCode::NOT_FOUND));
+    let e = registry_err(pull(&env3, &r, &Credentials::Anonymous).await.unwrap_err());
+    assert_eq!(e.kind(), Kind::Unavailable, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("http://{} (mirror)", good_mirror.host())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("http://{} (host)", host.host())),
+        "{msg}"
+    );
+    assert_nothing_stored(&env3);
+}
+
+#[tokio::test]
+async fn concurrent_pulls_of_one_image_download_each_blob_once() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let built = reg.add_image(
+        "c",
+        "1",
+        &[
+            (tar_with("big", &big), Compression::Gzip),
+            (tar_with("s", b"s"), Compression::Gzip),
+        ],
+        false,
+    );
+    reg.slow(&built.layer_digests[0]);
+    let env = env();
+    let r = format!("{}/c:1", reg.host());
+    let (a, b) = tokio::join!(pull_events(&env, &r), pull_events(&env, &r));
+    assert_eq!(a.0.unwrap().id, b.0.unwrap().id);
+    for d in built.layer_digests.iter().chain([&built.config_digest]) {
+        assert_eq!(reg.blob_hits(d), 1, "blob {d}");
+    }
+    let waited =
+        a.1.iter()
+            .chain(&b.1)
+            .any(|e| e.status == "waiting" && e.digest == built.layer_digests[0]);
+    assert!(
+        waited,
+        "one pull should have waited for the other's download"
+    );
+    assert_eq!(env.puller.store().list().len(), 1);
+}
+
+#[tokio::test]
+async fn an_interrupted_pull_leaves_no_image_and_the_next_one_completes() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let built = reg.add_image(
+        "i",
+        "1",
+        &[
+            (tar_with("a", b"first"), Compression::Gzip),
+            (tar_with("b", &[7u8; 100_000]), Compression::Gzip),
+        ],
+        false,
+    );
+    let r = format!("{}/i:1", reg.host());
+    let env = env();
+    // The connection breaks half way through a layer.
+    reg.break_blob(&built.layer_digests[1], true);
+    let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
+    assert_eq!(e.kind(), Kind::Unavailable, "{e}");
+    assert!(env.puller.store().list().is_empty());
+    assert_eq!(count(&env.root.join("layers")), 0);
+    reg.break_blob(&built.layer_digests[1], false);
+
+    // The pull is dropped mid-download (a client that went away).
+    reg.slow(&built.layer_digests[1]);
+    let env2 = super::tests::env();
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let fut = env2.puller.pull(&r, &Credentials::Anonymous, &tx);
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                _ = &mut fut => panic!("the slow pull finished before it was dropped"),
+                Some(p) = rx.recv() => if p.status == "downloading" && p.current > 0 { break },
+            }
+        }
+    }
+    assert!(env2.puller.store().list().is_empty());
+    // A restart cleans the partial downloads.
+    let reopened = ImageStore::open(&env2.root).unwrap();
+    assert!(reopened.list().is_empty());
+    assert_eq!(count(&env2.root.join("tmp")), 0);
+    assert_eq!(count(&env2.root.join("layers")), 0);
+    // And the next pull completes.
+    let env3 = Env {
+        puller: Puller::new(Arc::new(reopened), Registries::default()),
+        root: env2.root.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let img = pull(&env3, &r, &Credentials::Anonymous).await.unwrap();
+    assert_eq!(img.id, built.config_digest);
+    assert_eq!(env3.puller.store().layer_dirs(&img).len(), 2);
+}
+
+#[tokio::test]
+async fn shared_layers_are_stored_once_and_not_downloaded_again() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let base = tar_with("base", b"shared base");
+    let one = reg.add_image(
+        "s",
+        "1",
+        &[
+            (base.clone(), Compression::Gzip),
+            (tar_with("x", b"1"), Compression::Gzip),
+        ],
+        false,
+    );
+    let two = reg.add_image(
+        "s",
+        "2",
+        &[
+            (base, Compression::Gzip),
+            (tar_with("x", b"2"), Compression::Gzip),
+        ],
+        false,
+    );
+    assert_eq!(one.layer_digests[0], two.layer_digests[0]);
+    let env = env();
+    pull(
+        &env,
+        &format!("{}/s:1", reg.host()),
+        &Credentials::Anonymous,
+    )
+    .await
+    .unwrap();
+    let (res, events) = pull_events(&env, &format!("{}/s:2", reg.host())).await;
+    res.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.digest == one.layer_digests[0] && e.status == "exists"));
+    assert_eq!(reg.blob_hits(&one.layer_digests[0]), 1);
+    assert_eq!(count(&env.root.join("layers")), 3);
+    // Removing one image keeps the shared layer for the other.
+    env.puller
+        .store()
+        .remove(&format!("{}/s:1", reg.host()))
+        .unwrap();
+    assert_eq!(count(&env.root.join("layers")), 2);
+}
+
+#[tokio::test]
+async fn bad_references_are_refused_before_any_request() {
+    let env = env();
+    let e = pull(&env, "busybox:bad tag!", &Credentials::Anonymous)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ImageError::InvalidReference { .. }), "{e}");
+}
