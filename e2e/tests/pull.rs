@@ -45,7 +45,11 @@ async fn pull_by_tag_and_digest_runs_the_image_config() -> Result<()> {
     ])?;
     let run = RunConfig {
         entrypoint: vec!["/bin/sh".into(), "-c".into()],
-        cmd: vec![r#"echo "$GREETING from $PWD" >/tmp/started; exec sleep 3600"#.into()],
+        // No `exec`: the shell stays PID 1, so its argv shows what the runtime ran.
+        cmd: vec![
+            r#"trap "exit 0" TERM; echo "$GREETING from $PWD" >/tmp/started; while :; do sleep 1; done"#
+                .into(),
+        ],
         env: vec![
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             "GREETING=hello".into(),
@@ -232,6 +236,7 @@ async fn whiteouts_and_opaque_dirs_give_the_right_rootfs() -> Result<()> {
                 "cat",
                 "/data/keep",
                 "/data/link",
+                "/data/added",
                 "/data/hard",
                 "/opaque/new",
             ],

@@ -77,110 +77,225 @@ fn snap(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
     }
 }
 
-/// Pushes an image of `layers`, pulls it with a podd of its own, and checks the target is
-/// unchanged, whether podd contained the entries or refused the image.
-async fn pull_hostile(hint: &str, target: &Target, layers: &[Layer]) -> Result<()> {
+/// Pushes one image per case (layers, bottom first), pulls each with one podd, and checks after
+/// each pull that the target is unchanged, whether podd contained the entries or refused the
+/// image. One image per case, so that a refused first entry does not hide the others.
+async fn pull_hostile(hint: &str, target: &Target, cases: Vec<(&str, Vec<Layer>)>) -> Result<()> {
     let reg = Registry::plain()?;
     let podd = Podd::start().await?;
-    let before = target.snapshot();
-    let (_layout, pushed) = reg.push_new(hint, layers, &RunConfig::shell(), &["v1"])?;
-    let image = &pushed[0].reference;
-    let outcome = podd.pull(image, None).await;
-    let after = target.snapshot();
-    ensure!(
-        before == after,
-        "pulling the hostile image {image} ({}) changed the host directory {}:\nbefore {before:#?}\nafter {after:#?}",
-        match &outcome {
-            Ok(id) => format!("accepted as {id}"),
-            Err(s) => format!("refused: {:?} {}", s.code(), s.message()),
-        },
-        target.dir.path().display()
-    );
-    match outcome {
-        Ok(_) => eprintln!("{hint}: podd contained the hostile entries"),
-        Err(s) => {
-            // A refusal is a clear error, never a crash, an internal error or "cannot pull".
-            use tonic::Code;
-            ensure!(
-                !matches!(
+    for (case, layers) in cases {
+        let before = target.snapshot();
+        let (_layout, pushed) = reg.push_new(hint, &layers, &RunConfig::shell(), &["v1"])?;
+        let image = &pushed[0].reference;
+        let outcome = podd.pull(image, None).await;
+        let after = target.snapshot();
+        ensure!(
+            before == after,
+            "{hint}/{case}: pulling {image} ({}) changed the host directory {}:\nbefore {before:#?}\nafter {after:#?}",
+            match &outcome {
+                Ok(id) => format!("accepted as {id}"),
+                Err(s) => format!("refused: {:?} {}", s.code(), s.message()),
+            },
+            target.dir.path().display()
+        );
+        match outcome {
+            Ok(_) => eprintln!("{hint}/{case}: podd contained the entries"),
+            Err(s) => {
+                eprintln!(
+                    "{hint}/{case}: podd refused the image: {:?} {}",
                     s.code(),
-                    Code::Unknown | Code::Internal | Code::Unimplemented
-                ),
-                "hostile image {image} refused with {:?}: {:?}; want a clear error code",
-                s.code(),
-                s.message()
-            );
-            ensure!(
-                podd.image_status(image).await?.is_none(),
-                "the refused image {image} is listed"
-            );
+                    s.message()
+                );
+                // A refusal is a clear error, never a crash, an internal error or "cannot pull".
+                use tonic::Code;
+                ensure!(
+                    !matches!(
+                        s.code(),
+                        Code::Unknown | Code::Internal | Code::Unimplemented
+                    ),
+                    "{hint}/{case}: {image} refused with {:?}: {:?}; want a clear error code",
+                    s.code(),
+                    s.message()
+                );
+                ensure!(
+                    podd.image_status(image).await?.is_none(),
+                    "{hint}/{case}: the refused image {image} is listed"
+                );
+            }
         }
     }
     Ok(())
 }
 
+fn layer(entries: &[Entry]) -> Layer {
+    Layer::from_entries(entries).expect("building a test layer")
+}
+
 #[tokio::test]
 async fn dotdot_entries_stay_inside() -> Result<()> {
     let t = Target::new()?;
-    let layer = Layer::from_entries(&[
-        Entry::file(&t.climbing("dotdot"), "escaped\n"),
-        Entry::dir("a"),
-        Entry::file(&format!("a/{}", t.climbing("dotdot-from-a")), "escaped\n"),
-        Entry::file(&t.climbing("victim"), "pwned\n"),
-        Entry::dir(&t.climbing("dotdot-dir")),
-    ])?;
-    pull_hostile("dotdot", &t, &[layer]).await
+    let cases = vec![
+        (
+            "file",
+            vec![layer(&[Entry::file(&t.climbing("dotdot"), "escaped\n")])],
+        ),
+        (
+            "file-below-a-dir",
+            vec![layer(&[
+                Entry::dir("a"),
+                Entry::file(&format!("a/{}", t.climbing("dotdot-from-a")), "escaped\n"),
+            ])],
+        ),
+        (
+            "overwrite",
+            vec![layer(&[Entry::file(&t.climbing("victim"), "pwned\n")])],
+        ),
+        ("dir", vec![layer(&[Entry::dir(&t.climbing("dotdot-dir"))])]),
+    ];
+    pull_hostile("dotdot", &t, cases).await
 }
 
 #[tokio::test]
 async fn absolute_entries_stay_inside() -> Result<()> {
     let t = Target::new()?;
-    let layer = Layer::from_entries(&[
-        Entry::file(&t.abs("absolute"), "escaped\n"),
-        Entry::file(&t.abs("victim"), "pwned\n"),
-        Entry::dir(&t.abs("absolute-dir")),
-        Entry::symlink(&t.abs("absolute-link"), "/etc/passwd"),
-    ])?;
-    pull_hostile("absolute", &t, &[layer]).await
+    let cases = vec![
+        (
+            "file",
+            vec![layer(&[Entry::file(&t.abs("absolute"), "escaped\n")])],
+        ),
+        (
+            "overwrite",
+            vec![layer(&[Entry::file(&t.abs("victim"), "pwned\n")])],
+        ),
+        ("dir", vec![layer(&[Entry::dir(&t.abs("absolute-dir"))])]),
+        (
+            "symlink",
+            vec![layer(&[Entry::symlink(
+                &t.abs("absolute-link"),
+                "/etc/passwd",
+            )])],
+        ),
+    ];
+    pull_hostile("absolute", &t, cases).await
 }
 
 #[tokio::test]
 async fn writes_through_symlinks_to_host_dirs_stay_inside() -> Result<()> {
     let t = Target::new()?;
-    let first = Layer::from_entries(&[
-        Entry::symlink("evil", &t.abs("dir")),
-        Entry::file("evil/same-layer", "escaped\n"),
-        Entry::symlink("rel", &t.climbing("dir")),
-        Entry::file("rel/same-layer-rel", "escaped\n"),
-        // A file entry over a symlink to a host file replaces the link, never follows it.
-        Entry::symlink("victimlink", &t.abs("victim")),
-        Entry::file("victimlink", "pwned\n"),
-        Entry::symlink("parent", &t.abs("")),
-    ])?;
-    let second = Layer::from_entries(&[
-        Entry::file("evil/next-layer", "escaped\n"),
-        Entry::file("rel/next-layer-rel", "escaped\n"),
-        Entry::dir("evil/next-layer-dir"),
-        Entry::file("parent/victim", "pwned\n"),
-        Entry::symlink("evil/planted-link", "/etc/shadow"),
-        Entry::hardlink("parent/planted-hardlink", "victimlink"),
-    ])?;
-    pull_hostile("symlink", &t, &[first, second]).await
+    // Symlinks out of the rootfs are legitimate in an image (resolved inside the container);
+    // following them while unpacking is the bug.
+    let links = || {
+        layer(&[
+            Entry::symlink("evil", &t.abs("dir")),
+            Entry::symlink("rel", &t.climbing("dir")),
+            Entry::symlink("victimlink", &t.abs("victim")),
+            Entry::symlink("parent", &t.abs("")),
+        ])
+    };
+    let cases = vec![
+        (
+            "same-layer",
+            vec![layer(&[
+                Entry::symlink("evil", &t.abs("dir")),
+                Entry::file("evil/same-layer", "escaped\n"),
+            ])],
+        ),
+        (
+            "same-layer-relative",
+            vec![layer(&[
+                Entry::symlink("rel", &t.climbing("dir")),
+                Entry::file("rel/same-layer-rel", "escaped\n"),
+            ])],
+        ),
+        // A file entry over a symlink replaces the link; it never writes where the link points.
+        (
+            "file-over-symlink",
+            vec![layer(&[
+                Entry::symlink("victimlink", &t.abs("victim")),
+                Entry::file("victimlink", "pwned\n"),
+            ])],
+        ),
+        (
+            "next-layer",
+            vec![
+                links(),
+                layer(&[Entry::file("evil/next-layer", "escaped\n")]),
+            ],
+        ),
+        (
+            "next-layer-relative",
+            vec![
+                links(),
+                layer(&[Entry::file("rel/next-layer-rel", "escaped\n")]),
+            ],
+        ),
+        (
+            "next-layer-dir",
+            vec![links(), layer(&[Entry::dir("evil/next-layer-dir")])],
+        ),
+        (
+            "next-layer-overwrite",
+            vec![links(), layer(&[Entry::file("parent/victim", "pwned\n")])],
+        ),
+        (
+            "next-layer-file-over-symlink",
+            vec![links(), layer(&[Entry::file("victimlink", "pwned\n")])],
+        ),
+        (
+            "next-layer-symlink",
+            vec![
+                links(),
+                layer(&[Entry::symlink("evil/planted-link", "/etc/shadow")]),
+            ],
+        ),
+        (
+            "next-layer-whiteout",
+            vec![links(), layer(&[Entry::whiteout("parent/victim")])],
+        ),
+        (
+            "next-layer-opaque",
+            vec![links(), layer(&[Entry::opaque("evil")])],
+        ),
+    ];
+    pull_hostile("symlink", &t, cases).await
 }
 
 #[tokio::test]
 async fn hard_links_to_host_files_stay_inside() -> Result<()> {
     let t = Target::new()?;
-    let layer = Layer::from_entries(&[
-        Entry::hardlink("hl", &t.abs("victim")),
-        Entry::hardlink("hl-rel", &t.climbing("victim")),
-        // Writing to the link's name must not write the host file.
-        Entry::file("hl", "pwned\n"),
-        Entry::file("hl-rel", "pwned\n"),
-    ])?;
-    let next = Layer::from_entries(&[
-        Entry::hardlink("hl-next", &t.abs("victim")),
-        Entry::file("hl-next", "pwned\n"),
-    ])?;
-    pull_hostile("hardlink", &t, &[layer, next]).await
+    let cases = vec![
+        (
+            "absolute",
+            vec![layer(&[
+                Entry::hardlink("hl", &t.abs("victim")),
+                Entry::file("hl", "pwned\n"),
+            ])],
+        ),
+        (
+            "relative",
+            vec![layer(&[
+                Entry::hardlink("hl-rel", &t.climbing("victim")),
+                Entry::file("hl-rel", "pwned\n"),
+            ])],
+        ),
+        // A hard link to a symlink that points at a host file must not link the host file.
+        (
+            "via-symlink",
+            vec![
+                layer(&[Entry::symlink("victimlink", &t.abs("victim"))]),
+                layer(&[
+                    Entry::hardlink("hl", "victimlink"),
+                    Entry::file("hl", "pwned\n"),
+                ]),
+            ],
+        ),
+        (
+            "via-symlinked-dir",
+            vec![
+                layer(&[Entry::symlink("parent", &t.abs(""))]),
+                layer(&[Entry::hardlink("hl", "parent/victim")]),
+            ],
+        ),
+    ];
+    pull_hostile("hardlink", &t, cases).await
 }
