@@ -84,6 +84,25 @@ impl Registry {
         Ok(r)
     }
 
+    /// The HTTPS registry on 127.0.0.1:5002 with a self-signed certificate (for skip_verify).
+    /// Only a TCP connect is checked (the harness has no TLS client); a push says more.
+    pub fn tls() -> Result<Registry> {
+        let cert = state_dir().join("tls/cert.pem");
+        if !cert.is_file() {
+            bail!("{} is missing: {START_HINT}", cert.display());
+        }
+        let host = "127.0.0.1:5002";
+        let addr: SocketAddr = host.parse()?;
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| {
+            format!("the local TLS registry https://{host}/v2/ is not reachable: {START_HINT}")
+        })?;
+        Ok(Registry {
+            host: host.into(),
+            storage: state_dir().join("tls/data"),
+            creds: None,
+        })
+    }
+
     /// GET /v2/ must answer one of `want` (200 open, 401 behind auth).
     fn check(&self, want: &[u16]) -> Result<()> {
         let status = http_status(&self.host, "/v2/").with_context(|| {
