@@ -105,14 +105,24 @@ pub fn container_config(
     name: &str,
     argv: &[&str],
 ) -> cri::ContainerConfig {
+    image_container_config(pod, name, TEST_IMAGE, argv)
+}
+
+/// [`container_config`] for another image; an empty `argv` runs the image's Entrypoint/Cmd.
+pub fn image_container_config(
+    pod: &cri::PodSandboxConfig,
+    name: &str,
+    image: &str,
+    argv: &[&str],
+) -> cri::ContainerConfig {
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: name.to_string(),
             attempt: 0,
         }),
         image: Some(cri::ImageSpec {
-            image: TEST_IMAGE.to_string(),
-            user_specified_image: TEST_IMAGE.to_string(),
+            image: image.to_string(),
+            user_specified_image: image.to_string(),
             ..Default::default()
         }),
         command: argv.iter().map(|s| s.to_string()).collect(),

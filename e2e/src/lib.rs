@@ -25,7 +25,9 @@ pub mod cri;
 pub mod host;
 pub mod image;
 pub mod logs;
+pub mod oci;
 mod podd;
+pub mod registry;
 
 pub use podd::{rpc, Pod, Podd, NEED_ROOT};
 pub use podd_proto::runtime::v1 as api;

@@ -29,6 +29,8 @@ pub const NEED_ROOT: &str = "e2e tests need root (they create namespaces and mou
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on any single CRI call the harness makes (ExecSync adds its own timeout).
 const RPC_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on a PullImage the harness makes (the benchmark image is 100 MB).
+const PULL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A podd under an `e2e-reaper`, with CRI clients. See the crate docs.
 pub struct Podd {
@@ -53,6 +55,8 @@ pub struct Podd {
     log_paths: Mutex<HashMap<String, PathBuf>>,
     /// `--shim` for the next start instead of the podd-shim under test (see [`Podd::use_shim`]).
     shim: Option<PathBuf>,
+    /// `--config` file podd is started with (see [`Podd::start_with_config`]).
+    config: Option<PathBuf>,
 }
 
 struct Reaper {
@@ -84,6 +88,16 @@ impl Podd {
     /// Must be called from the test's own thread (plain `#[tokio::test]`, current-thread
     /// flavour): the reaper dies with the thread that started it.
     pub async fn start() -> Result<Podd> {
+        Podd::start_inner(None).await
+    }
+
+    /// Like [`Podd::start`], with `config` (TOML) written to `<temp dir>/podd.toml` and passed
+    /// as `--config` (on restarts too).
+    pub async fn start_with_config(config: &str) -> Result<Podd> {
+        Podd::start_inner(Some(config)).await
+    }
+
+    async fn start_inner(config: Option<&str>) -> Result<Podd> {
         if !nix::unistd::geteuid().is_root() {
             bail!(NEED_ROOT);
         }
@@ -109,8 +123,14 @@ impl Podd {
             counter: AtomicU32::new(0),
             log_paths: Mutex::new(HashMap::new()),
             shim: None,
+            config: None,
         };
         std::fs::create_dir_all(&podd.log_root)?;
+        if let Some(text) = config {
+            let path = podd.tmp.join("podd.toml");
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            podd.config = Some(path);
+        }
         podd.start_daemon().await?;
         Ok(podd)
     }
@@ -152,8 +172,12 @@ impl Podd {
         // podd at debug, its libraries (h2 frames...) at info.
         let level =
             std::env::var("PODD_E2E_LOG_LEVEL").unwrap_or_else(|_| "info,podd=debug".into());
-        let mut child = Command::new(bins::reaper())
-            .arg(&podd_bin)
+        let mut cmd = Command::new(bins::reaper());
+        cmd.arg(&podd_bin);
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
+        }
+        let mut child = cmd
             .arg("--socket")
             .arg(&self.socket)
             .arg("--root")
@@ -294,6 +318,73 @@ impl Podd {
             bail!("ImportImage {} reported no images", layout.display());
         }
         Ok(image::TEST_IMAGE.to_string())
+    }
+
+    /// CRI PullImage of `image` with optional basic credentials; the image id, or the gRPC
+    /// status as is.
+    pub async fn pull(
+        &self,
+        image: &str,
+        creds: Option<(&str, &str)>,
+    ) -> std::result::Result<String, tonic::Status> {
+        let auth = creds.map(|(u, p)| cri::AuthConfig {
+            username: u.to_string(),
+            password: p.to_string(),
+            ..Default::default()
+        });
+        let mut client = self.images.clone();
+        let call = client.pull_image(cri::PullImageRequest {
+            image: Some(image_spec(image)),
+            auth,
+            sandbox_config: None,
+        });
+        match tokio::time::timeout(PULL_TIMEOUT, call).await {
+            Ok(r) => r.map(|r| r.into_inner().image_ref),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "e2e harness: PullImage {image} did not return within {PULL_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// CRI PullImage that must succeed; returns the image id.
+    pub async fn pull_ok(&self, image: &str) -> Result<String> {
+        self.pull(image, None)
+            .await
+            .map_err(|s| anyhow!("PullImage {image}: {:?}: {}", s.code(), s.message()))
+    }
+
+    /// ImageStatus of `image` (None: podd does not have it).
+    pub async fn image_status(&self, image: &str) -> Result<Option<cri::Image>> {
+        Ok(
+            rpc(self.images.clone().image_status(cri::ImageStatusRequest {
+                image: Some(image_spec(image)),
+                verbose: false,
+            }))
+            .await
+            .with_context(|| format!("ImageStatus {image}"))?
+            .image,
+        )
+    }
+
+    /// ListImages without a filter.
+    pub async fn list_images(&self) -> Result<Vec<cri::Image>> {
+        Ok(rpc(self
+            .images
+            .clone()
+            .list_images(cri::ListImagesRequest { filter: None }))
+        .await
+        .context("ListImages")?
+        .images)
+    }
+
+    /// RemoveImage by reference, id or digest reference.
+    pub async fn remove_image(&self, image: &str) -> Result<()> {
+        rpc(self.images.clone().remove_image(cri::RemoveImageRequest {
+            image: Some(image_spec(image)),
+        }))
+        .await
+        .with_context(|| format!("RemoveImage {image}"))?;
+        Ok(())
     }
 
     /// A unique pod name for this test: `<hint>-<test>-<n>`.
@@ -800,6 +891,14 @@ fn test_name() -> String {
         "test".into()
     } else {
         s
+    }
+}
+
+fn image_spec(image: &str) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: image.to_string(),
+        user_specified_image: image.to_string(),
+        ..Default::default()
     }
 }
 
