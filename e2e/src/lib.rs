@@ -25,9 +25,10 @@ pub mod cri;
 pub mod host;
 pub mod image;
 pub mod logs;
+pub mod net;
 mod podd;
 
-pub use podd::{rpc, Pod, Podd, NEED_ROOT};
+pub use podd::{rpc, Network, Pod, Podd, NEED_ROOT};
 pub use podd_proto::runtime::v1 as api;
 
 use std::time::Duration;

@@ -5,10 +5,12 @@
 //! namespaces, mounts and process creation; `image` is the content store and unpacker; `store`
 //! persists records atomically.
 
+pub mod config;
 pub mod container;
 pub mod error;
 pub mod image;
 pub mod isolate;
+pub mod net;
 pub mod pod;
 pub mod process;
 pub mod runtime;

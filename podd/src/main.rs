@@ -21,6 +21,23 @@ struct Args {
     /// The podd-shim binary (default: next to podd, then $PATH).
     #[arg(long)]
     shim: Option<PathBuf>,
+    /// Config file (TOML; see the README). Flags override what it says.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// CNI plugin directories, ':'-separated [default: /usr/lib/cni:/opt/cni/bin].
+    #[arg(long = "cni-bin-dir")]
+    cni_bin_dir: Option<String>,
+    /// CNI network configuration directory; the first file in lexical order is used
+    /// [default: /etc/cni/net.d].
+    #[arg(long = "cni-conf-dir")]
+    cni_conf_dir: Option<PathBuf>,
+    /// Subnet of the default network podd writes when the conf dir has none [default:
+    /// 10.209.0.0/16].
+    #[arg(long = "pod-subnet")]
+    pod_subnet: Option<ipnet::Ipv4Net>,
+    /// Write the default network when the conf dir has none [default: true].
+    #[arg(long = "cni-default-network")]
+    cni_default_network: Option<bool>,
     /// Log filter, e.g. `info` or `podd=debug` (RUST_LOG wins when set).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -50,6 +67,24 @@ async fn main() -> anyhow::Result<()> {
         root: args.root,
         run: args.run_dir,
     };
-    let runtime = podd::runtime::Runtime::open(dirs, shim).context("opening podd state")?;
+    let mut config = match &args.config {
+        Some(path) => podd::config::Config::load(path)?,
+        None => podd::config::Config::default(),
+    };
+    let cni = &mut config.cni;
+    if let Some(dirs) = &args.cni_bin_dir {
+        cni.bin_dirs = std::env::split_paths(dirs).collect();
+    }
+    if let Some(dir) = args.cni_conf_dir {
+        cni.conf_dir = dir;
+    }
+    if let Some(subnet) = args.pod_subnet {
+        cni.subnet = subnet;
+    }
+    if let Some(on) = args.cni_default_network {
+        cni.default_network = on;
+    }
+    let cni = podd::net::Cni::new(config.cni);
+    let runtime = podd::runtime::Runtime::open(dirs, shim, cni).context("opening podd state")?;
     podd::server::serve(&args.socket, runtime).await
 }

@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 
 use crate::error::Error;
 use crate::image::ImageError;
+use crate::net::NetError;
 
 pub fn to_status(err: Error) -> Status {
     let code = match &err {
@@ -13,6 +14,7 @@ pub fn to_status(err: Error) -> Status {
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
         Error::Image(e) => image_code(e),
+        Error::Net(e) => net_code(e),
         Error::Store(_) | Error::Isolate(_) | Error::Io { .. } => Code::Internal,
     };
     if code == Code::Internal {
@@ -36,6 +38,17 @@ fn image_code(e: &ImageError) -> Code {
         ImageError::Io { .. } | ImageError::Unpack { .. } | ImageError::CorruptIndex { .. } => {
             Code::Internal
         }
+    }
+}
+
+fn net_code(e: &NetError) -> Code {
+    match e {
+        // The node is not set up for pod networking: fixable by the admin, not a podd bug.
+        NetError::NotReady(_) | NetError::BadConfig { .. } | NetError::PluginNotFound { .. } => {
+            Code::FailedPrecondition
+        }
+        NetError::Unrepresentable { .. } => Code::InvalidArgument,
+        NetError::Plugin(_) | NetError::Exec { .. } | NetError::Io { .. } => Code::Internal,
     }
 }
 
