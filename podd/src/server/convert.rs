@@ -736,4 +736,95 @@ mod tests {
             .to_string()
             .contains("config.envs[0].key"));
     }
+
+    fn named(cfg: cri::PodSandboxConfig) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "web".into(),
+                ..Default::default()
+            }),
+            ..cfg
+        }
+    }
+
+    #[test]
+    fn port_mappings_keep_host_ports_only_and_name_bad_fields() {
+        let pm = |protocol: i32, container_port, host_port, host_ip: &str| cri::PortMapping {
+            protocol,
+            container_port,
+            host_port,
+            host_ip: host_ip.into(),
+        };
+        let cfg = named(cri::PodSandboxConfig {
+            port_mappings: vec![
+                pm(cri::Protocol::Tcp as i32, 80, 8080, "127.0.0.1"),
+                pm(cri::Protocol::Udp as i32, 53, 0, ""),
+                pm(cri::Protocol::Sctp as i32, 9, 9, ""),
+            ],
+            ..Default::default()
+        });
+        let p = pod_config(Some(cfg), String::new()).unwrap();
+        let got: Vec<(u16, u16, &str, &str)> = p
+            .port_mappings
+            .iter()
+            .map(|m| {
+                (
+                    m.host_port,
+                    m.container_port,
+                    m.protocol.as_str(),
+                    m.host_ip.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [(8080, 80, "tcp", "127.0.0.1"), (9, 9, "sctp", "")]);
+        for (bad, field) in [
+            (pm(0, 0, 80, ""), "config.port_mappings[0].container_port"),
+            (pm(0, 80, 70000, ""), "config.port_mappings[0].host_port"),
+            (pm(7, 80, 80, ""), "config.port_mappings[0].protocol"),
+            (
+                pm(0, 80, 80, "localhost"),
+                "config.port_mappings[0].host_ip",
+            ),
+        ] {
+            let cfg = named(cri::PodSandboxConfig {
+                port_mappings: vec![bad],
+                ..Default::default()
+            });
+            let err = pod_config(Some(cfg), String::new()).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument { field: f, .. } if f == field),
+                "want {field}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn dns_config_entries_are_single_words_and_servers_ips() {
+        let dns = |servers: &[&str], searches: &[&str]| {
+            named(cri::PodSandboxConfig {
+                dns_config: Some(cri::DnsConfig {
+                    servers: strings(servers),
+                    searches: strings(searches),
+                    options: strings(&["ndots:5"]),
+                }),
+                ..Default::default()
+            })
+        };
+        let p = pod_config(Some(dns(&["10.0.0.10"], &["a.example"])), String::new()).unwrap();
+        assert_eq!(p.dns.servers, ["10.0.0.10"]);
+        assert_eq!(p.dns.options, ["ndots:5"]);
+        for (cfg, field) in [
+            (dns(&["dns.example"], &[]), "config.dns_config.servers[0]"),
+            (
+                dns(&["10.0.0.10"], &["a\nnameserver 6.6.6.6"]),
+                "config.dns_config.searches[0]",
+            ),
+        ] {
+            let err = pod_config(Some(cfg), String::new()).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument { field: f, .. } if f == field),
+                "want {field}: {err}"
+            );
+        }
+    }
 }
