@@ -56,6 +56,8 @@ pub struct Podd {
     shim: Option<PathBuf>,
     /// podd's `--cni-conf-dir`, the test's own.
     cni_conf_dir: PathBuf,
+    /// First of podd's `--cni-bin-dir` (then /usr/lib/cni): a test's own plugins.
+    cni_bin_dir: PathBuf,
     /// The test's own bridge network, with [`Network::Bridge`].
     net: Option<TestNet>,
 }
@@ -123,6 +125,7 @@ impl Podd {
             run_dir: tmp.join("run"),
             log_root: tmp.join("logs"),
             cni_conf_dir: tmp.join("cni-conf"),
+            cni_bin_dir: tmp.join("cni-bin"),
             tmp,
             name,
             reapers: Vec::new(),
@@ -138,6 +141,7 @@ impl Podd {
         };
         std::fs::create_dir_all(&podd.log_root)?;
         std::fs::create_dir_all(&podd.cni_conf_dir)?;
+        std::fs::create_dir_all(&podd.cni_bin_dir)?;
         let conflist = match network {
             Network::Loopback => Some(loopback_conflist(&format!("lo-{}", podd.name))),
             Network::Bridge => {
@@ -161,6 +165,10 @@ impl Podd {
     /// podd's CNI conf dir (podd reads it on every RunPodSandbox).
     pub fn cni_conf_dir(&self) -> &Path {
         &self.cni_conf_dir
+    }
+    /// A plugin directory podd searches before /usr/lib/cni (for a test's own plugins).
+    pub fn cni_bin_dir(&self) -> &Path {
+        &self.cni_bin_dir
     }
     /// The test's bridge network ([`Network::Bridge`]).
     pub fn net(&self) -> Result<&TestNet> {
@@ -225,7 +233,7 @@ impl Podd {
             .arg("--cni-conf-dir")
             .arg(&self.cni_conf_dir)
             .arg("--cni-bin-dir")
-            .arg("/usr/lib/cni")
+            .arg(format!("{}:/usr/lib/cni", self.cni_bin_dir.display()))
             .arg("--cni-default-network")
             .arg("false")
             .env("NO_COLOR", "1")

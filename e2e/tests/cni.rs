@@ -417,3 +417,73 @@ async fn without_a_cni_config_network_is_not_ready_and_only_host_network_pods_ru
     ensure!(hn.trim() == e2e::host::hostname(), "/etc/hostname {hn:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn kill_9_during_add_is_torn_down_at_restart() -> Result<()> {
+    let mut podd = Podd::start_with(Network::Bridge).await?;
+    // The real bridge plugin, which then holds its answer back until the test killed podd.
+    let marker = podd.tmp_dir().join("bridge-added");
+    let wrapper = podd.cni_bin_dir().join("held-bridge");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nout=$(/usr/lib/cni/bridge); rc=$?\n\
+             if [ \"$CNI_COMMAND\" = ADD ]; then touch {}; sleep 5; fi\n\
+             printf '%s' \"$out\"; exit $rc\n",
+            marker.display()
+        ),
+    )?;
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let mut conf = podd.net()?.conflist(None);
+    conf["plugins"][0]["type"] = "held-bridge".into();
+    podd.write_cni_config(&conf)?;
+
+    let mut client = podd.runtime.clone();
+    let cfg = podd.pod_config("held", "");
+    let call = tokio::spawn(async move {
+        client
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(cfg),
+                runtime_handler: String::new(),
+            })
+            .await
+    });
+    e2e::eventually(
+        "the bridge plugin to finish its ADD",
+        Duration::from_secs(30),
+        || async { marker.exists().then_some(()) },
+    )
+    .await?;
+    let net = podd.net()?;
+    ensure!(
+        net.allocated_ips().len() == 1 && net.veths().len() == 1,
+        "ADD made no IP/veth"
+    );
+    podd.kill9().await?;
+    let _ = call.await;
+    podd.restart().await?;
+    ensure!(
+        podd.list_pods().await?.is_empty(),
+        "a pod whose RunPodSandbox never finished is listed"
+    );
+    let net = podd.net()?;
+    let left = net.leftovers();
+    ensure!(left.is_empty(), "after the restart: {left:?}");
+    ensure!(
+        podd.run_dir_pods().is_empty(),
+        "pins left: {:?}",
+        podd.run_dir_pods()
+    );
+    // The held plugin finishes on its own (its answer goes nowhere).
+    let w = wrapper.display().to_string();
+    e2e::eventually(
+        "the held plugin to exit",
+        Duration::from_secs(20),
+        || async { e2e::host::processes_mentioning(&w).is_empty().then_some(()) },
+    )
+    .await?;
+    Ok(())
+}

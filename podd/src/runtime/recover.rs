@@ -175,6 +175,11 @@ impl Runtime {
                         h.kill_blocking(KILL_WAIT);
                     }
                 }
+                // DEL while the pin still holds the namespace: plugins given none skip what
+                // needs it (the bridge plugin then leaves its masquerade rules).
+                if !super::network::teardown_orphan(&self.dirs.pod_dir(&id)) {
+                    continue;
+                }
                 if let Err(e) = isolate::release_pod(&path.join("ns"), &path.join("shm")) {
                     warn!(pod = %id, error = %e, "could not release leftover pod mounts");
                     continue;
