@@ -201,8 +201,44 @@ impl TestNet {
     }
 }
 
+impl TestNet {
+    /// Deletes the iptables rules that name this network (what a failed test's pods left; a
+    /// passing test has none), then the CNI chains they were in, once empty.
+    fn remove_rules(&self) {
+        let Ok(saved) = run("iptables-save", &[]) else {
+            return;
+        };
+        let quoted = format!("\"{}\"", self.name);
+        let mut table = String::new();
+        let mut chains = Vec::new();
+        for line in saved.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+            }
+            let Some(rule) = line.strip_prefix("-A ").filter(|r| r.contains(&quoted)) else {
+                continue;
+            };
+            // iptables-save quotes as the shell does.
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("iptables -w -t {table} -D {rule}"))
+                .output();
+            let chain = rule.split(' ').next().unwrap_or("");
+            if chain.starts_with("CNI-") {
+                chains.push((table.clone(), chain.to_string()));
+            }
+        }
+        chains.dedup();
+        for (table, chain) in chains {
+            let _ = run("iptables", &["-w", "-t", &table, "-F", &chain]);
+            let _ = run("iptables", &["-w", "-t", &table, "-X", &chain]);
+        }
+    }
+}
+
 impl Drop for TestNet {
     fn drop(&mut self) {
+        self.remove_rules();
         let _ = Command::new("ip")
             .args(["link", "del", "dev", &self.bridge])
             .output();
