@@ -70,9 +70,11 @@ impl Cni {
         pod: &PodIdentity<'_>,
         netns: PathBuf,
         port_mappings: Vec<PortMapping>,
+        dns: files::DnsConfig,
     ) -> Result<Attachment, NetError> {
         let list = config::load(&self.config.conf_dir)?;
-        let att = Attachment::new(pod, list, netns, &self.config.bin_dirs, port_mappings)?;
+        let mut att = Attachment::new(pod, list, netns, &self.config.bin_dirs, port_mappings)?;
+        att.dns = dns;
         att.check_plugins()?;
         Ok(att)
     }

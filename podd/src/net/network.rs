@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::config::{find_plugin, parse_version, NetConfList};
 use super::error::{NetError, Result};
+use super::files::DnsConfig;
 use super::plugin::{self, Command, Invocation};
 use super::result::pod_ips;
 
@@ -49,6 +50,9 @@ pub struct Attachment {
     pub cni_path: String,
     #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
+    /// The pod's DNS config, for plugins with the `dns` capability.
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// The final result of ADD; None while ADD runs (an attachment saved before ADD is the
     /// intent, so that a podd killed during ADD still DELs).
     #[serde(default)]
@@ -102,6 +106,7 @@ impl Attachment {
             netns,
             cni_path,
             port_mappings,
+            dns: DnsConfig::default(),
             result: None,
             ips: Vec::new(),
         })
@@ -149,17 +154,27 @@ impl Attachment {
         if let Some(prev) = prev {
             conf.insert("prevResult".into(), prev.clone());
         }
-        let wants_ports = plugin
-            .get("capabilities")
-            .and_then(|c| c.get("portMappings"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if wants_ports && !self.port_mappings.is_empty() {
-            let mut rc = Map::new();
+        let declares = |cap: &str| {
+            plugin
+                .get("capabilities")
+                .and_then(|c| c.get(cap))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        let mut rc = Map::new();
+        if declares("portMappings") && !self.port_mappings.is_empty() {
             rc.insert(
                 "portMappings".into(),
                 serde_json::to_value(&self.port_mappings).expect("JSON serializes"),
             );
+        }
+        if declares("dns") && !self.dns.is_empty() {
+            rc.insert(
+                "dns".into(),
+                serde_json::to_value(&self.dns).expect("JSON serializes"),
+            );
+        }
+        if !rc.is_empty() {
             conf.insert("runtimeConfig".into(), Value::Object(rc));
         }
         Value::Object(conf)
@@ -276,7 +291,7 @@ mod tests {
             Path::new("/c/10-t.conflist"),
             br#"{"cniVersion":"1.0.0","name":"t","plugins":[
                 {"type":"bridge","bridge":"b0"},
-                {"type":"portmap","capabilities":{"portMappings":true}}]}"#,
+                {"type":"portmap","capabilities":{"portMappings":true,"dns":true}}]}"#,
         )
         .unwrap()
     }
@@ -321,6 +336,12 @@ mod tests {
             ports,
         )
         .unwrap();
+        let mut att = att;
+        att.dns = DnsConfig {
+            servers: vec!["10.0.0.10".into()],
+            searches: vec!["svc.local".into()],
+            options: vec!["ndots:5".into()],
+        };
         let prev = json!({"cniVersion": "1.0.0", "ips": []});
         let bridge = att.plugin_config(&att.network.plugins[0], None);
         assert_eq!(bridge["name"], "t");
@@ -335,6 +356,10 @@ mod tests {
         assert_eq!(
             portmap["runtimeConfig"]["portMappings"],
             json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}])
+        );
+        assert_eq!(
+            portmap["runtimeConfig"]["dns"],
+            json!({"servers": ["10.0.0.10"], "searches": ["svc.local"], "options": ["ndots:5"]})
         );
     }
 

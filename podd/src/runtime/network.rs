@@ -108,6 +108,7 @@ impl Runtime {
             &pod,
             netns,
             c.port_mappings.clone(),
+            c.dns.clone(),
         )?))
     }
 
