@@ -13,6 +13,12 @@
 //! `PODD_E2E_KEEP=1` to keep the temp dir, `PODD_E2E_LOG_LEVEL` for podd's `--log-level`
 //! (default `info,podd=debug`), `PODD_BIN`/`PODD_SHIM_BIN`/`PODCTL_BIN` to test other binaries.
 //!
+//! CNI: every podd gets its own conf dir and never writes podd's default network. By default
+//! ([`Podd::start`]) it holds a loopback-only network (pods have `lo`, nothing is made on the
+//! host); [`Podd::start_with`]`(`[`Network::Bridge`]`)` gives the test its own bridge, network
+//! name, /24 subnet and IPAM dir ([`net::TestNet`]), checked for leftover IPs, veths and
+//! iptables rules when the podd is dropped; [`Network::None`] has no configuration at all.
+//!
 //! Not root: every test fails with [`NEED_ROOT`]; none skips.
 //!
 //! Run: `cargo test -p e2e --no-fail-fast -- --test-threads=2` (as root). Tests are independent
@@ -26,10 +32,11 @@ pub mod host;
 pub mod image;
 pub mod logs;
 pub mod oci;
+pub mod net;
 mod podd;
 pub mod registry;
 
-pub use podd::{rpc, Pod, Podd, NEED_ROOT};
+pub use podd::{rpc, Network, Pod, Podd, NEED_ROOT};
 pub use podd_proto::runtime::v1 as api;
 
 use std::time::Duration;

@@ -20,6 +20,7 @@ use podd_proto::runtime::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
 use crate::logs::{self, LogEntry};
+use crate::net::{loopback_conflist, TestNet};
 use crate::{bins, cri as build, host, image};
 
 /// The message a test run by a non-root user fails with (tests never skip).
@@ -57,6 +58,26 @@ pub struct Podd {
     shim: Option<PathBuf>,
     /// `--config` file podd is started with (see [`Podd::start_with_config`]).
     config: Option<PathBuf>,
+    /// podd's `--cni-conf-dir`, the test's own.
+    cni_conf_dir: PathBuf,
+    /// First of podd's `--cni-bin-dir` (then /usr/lib/cni): a test's own plugins.
+    cni_bin_dir: PathBuf,
+    /// The test's own bridge network, with [`Network::Bridge`].
+    net: Option<TestNet>,
+}
+
+/// The CNI network a test's podd gets (podd never writes its default network in tests: that
+/// would be one bridge and subnet shared by concurrent tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// A loopback-only network: pods have `lo` only, nothing is made on the host.
+    #[default]
+    Loopback,
+    /// The test's own bridge, subnet and IPAM dir ([`TestNet`]), checked for leftovers
+    /// (allocated IPs, veths, iptables rules) when the podd is dropped.
+    Bridge,
+    /// No configuration at all: NetworkReady is false, only host-network pods run.
+    None,
 }
 
 struct Reaper {
@@ -88,16 +109,21 @@ impl Podd {
     /// Must be called from the test's own thread (plain `#[tokio::test]`, current-thread
     /// flavour): the reaper dies with the thread that started it.
     pub async fn start() -> Result<Podd> {
-        Podd::start_inner(None).await
+        Podd::start_inner(Network::Loopback, None).await
     }
 
     /// Like [`Podd::start`], with `config` (TOML) written to `<temp dir>/podd.toml` and passed
     /// as `--config` (on restarts too).
     pub async fn start_with_config(config: &str) -> Result<Podd> {
-        Podd::start_inner(Some(config)).await
+        Podd::start_inner(Network::Loopback, Some(config)).await
     }
 
-    async fn start_inner(config: Option<&str>) -> Result<Podd> {
+    /// [`Podd::start`] with the given CNI network.
+    pub async fn start_with(network: Network) -> Result<Podd> {
+        Podd::start_inner(network, None).await
+    }
+
+    async fn start_inner(network: Network, config: Option<&str>) -> Result<Podd> {
         if !nix::unistd::geteuid().is_root() {
             bail!(NEED_ROOT);
         }
@@ -112,6 +138,8 @@ impl Podd {
             root: tmp.join("root"),
             run_dir: tmp.join("run"),
             log_root: tmp.join("logs"),
+            cni_conf_dir: tmp.join("cni-conf"),
+            cni_bin_dir: tmp.join("cni-bin"),
             tmp,
             name,
             reapers: Vec::new(),
@@ -124,8 +152,24 @@ impl Podd {
             log_paths: Mutex::new(HashMap::new()),
             shim: None,
             config: None,
+            net: None,
         };
         std::fs::create_dir_all(&podd.log_root)?;
+        std::fs::create_dir_all(&podd.cni_conf_dir)?;
+        std::fs::create_dir_all(&podd.cni_bin_dir)?;
+        let conflist = match network {
+            Network::Loopback => Some(loopback_conflist(&format!("lo-{}", podd.name))),
+            Network::Bridge => {
+                let net = TestNet::reserve(&podd.tmp)?;
+                let c = net.conflist(None);
+                podd.net = Some(net);
+                Some(c)
+            }
+            Network::None => None,
+        };
+        if let Some(c) = conflist {
+            podd.write_cni_config(&c)?;
+        }
         if let Some(text) = config {
             let path = podd.tmp.join("podd.toml");
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -137,6 +181,28 @@ impl Podd {
 
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
+    }
+    /// podd's CNI conf dir (podd reads it on every RunPodSandbox).
+    pub fn cni_conf_dir(&self) -> &Path {
+        &self.cni_conf_dir
+    }
+    /// A plugin directory podd searches before /usr/lib/cni (for a test's own plugins).
+    pub fn cni_bin_dir(&self) -> &Path {
+        &self.cni_bin_dir
+    }
+    /// The test's bridge network ([`Network::Bridge`]).
+    pub fn net(&self) -> Result<&TestNet> {
+        self.net
+            .as_ref()
+            .ok_or_else(|| anyhow!("this podd was started without Network::Bridge"))
+    }
+    /// Replaces the network configuration in the conf dir with `conflist`
+    /// (`10-test.conflist`, written atomically).
+    pub fn write_cni_config(&self, conflist: &serde_json::Value) -> Result<()> {
+        let path = self.cni_conf_dir.join("10-test.conflist");
+        let tmp = self.cni_conf_dir.join(".10-test.conflist.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(conflist)?)?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
     pub fn socket(&self) -> &Path {
         &self.socket
@@ -188,6 +254,12 @@ impl Podd {
             .arg(&shim)
             .arg("--log-level")
             .arg(&level)
+            .arg("--cni-conf-dir")
+            .arg(&self.cni_conf_dir)
+            .arg("--cni-bin-dir")
+            .arg(format!("{}:/usr/lib/cni", self.cni_bin_dir.display()))
+            .arg("--cni-default-network")
+            .arg("false")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -671,6 +743,12 @@ impl Podd {
             match rx.recv_timeout(Duration::from_secs(300)) {
                 Ok(p) => problems.extend(p),
                 Err(e) => problems.push(format!("removing the pods did not finish: {e}")),
+            }
+        }
+
+        if alive {
+            if let Some(net) = &self.net {
+                problems.extend(net.leftovers());
             }
         }
 

@@ -58,7 +58,43 @@ pub struct PodSpec {
     pub security_context: Option<PodSecurityContext>,
     /// Refused with a clear error rather than silently skipped.
     pub init_containers: Option<serde_yaml::Value>,
+    /// `ClusterFirst` (the default), `ClusterFirstWithHostNet`, `Default` or `None`.
+    pub dns_policy: Option<String>,
+    pub dns_config: Option<PodDnsConfig>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDnsConfig {
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    #[serde(default)]
+    pub searches: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<PodDnsConfigOption>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDnsConfigOption {
+    #[serde(default)]
+    pub name: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(default)]
+    pub container_port: i64,
+    pub host_port: Option<i64>,
+    pub protocol: Option<String>,
+    #[serde(rename = "hostIP")]
+    pub host_ip: Option<String>,
+}
+
+/// The DNS policies Kubernetes defines.
+pub const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -87,6 +123,8 @@ pub struct Container {
     #[serde(default)]
     pub volume_mounts: Vec<VolumeMount>,
     pub security_context: Option<SecurityContext>,
+    #[serde(default)]
+    pub ports: Vec<ContainerPort>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -379,6 +417,8 @@ pub fn validate(pod: &Pod) -> Vec<(String, String)> {
         }
     }
 
+    validate_dns(pod, &mut bad);
+
     if pod.spec.containers.is_empty() {
         bad(
             "spec.containers".into(),
@@ -386,6 +426,7 @@ pub fn validate(pod: &Pod) -> Vec<(String, String)> {
         );
     }
     let mut names = HashSet::new();
+    let mut host_ports = HashSet::new();
     for (i, c) in pod.spec.containers.iter().enumerate() {
         let at = format!("spec.containers[{i}]");
         if c.name.is_empty() {
@@ -427,6 +468,46 @@ pub fn validate(pod: &Pod) -> Vec<(String, String)> {
                 );
             }
         }
+        for (j, p) in c.ports.iter().enumerate() {
+            let pat = format!("{at}.ports[{j}]");
+            if !(1..=65535).contains(&p.container_port) {
+                bad(
+                    format!("{pat}.containerPort"),
+                    format!("{} must be a port number (1-65535)", p.container_port),
+                );
+            }
+            let proto = p.protocol.as_deref().unwrap_or("TCP");
+            if !matches!(proto, "TCP" | "UDP" | "SCTP") {
+                bad(
+                    format!("{pat}.protocol"),
+                    format!("{proto:?} must be TCP, UDP or SCTP"),
+                );
+            }
+            if let Some(hp) = p.host_port.filter(|&hp| hp != 0) {
+                if !(1..=65535).contains(&hp) {
+                    bad(
+                        format!("{pat}.hostPort"),
+                        format!("{hp} must be a port number (1-65535)"),
+                    );
+                } else {
+                    let ip = p.host_ip.clone().unwrap_or_default();
+                    if !host_ports.insert((hp, proto.to_string(), ip)) {
+                        bad(
+                            format!("{pat}.hostPort"),
+                            format!("host port {hp}/{proto} is used twice in this pod"),
+                        );
+                    }
+                }
+            }
+            if let Some(ip) = p.host_ip.as_deref().filter(|ip| !ip.is_empty()) {
+                if ip.parse::<std::net::IpAddr>().is_err() {
+                    bad(
+                        format!("{pat}.hostIP"),
+                        format!("{ip:?} is not an IP address"),
+                    );
+                }
+            }
+        }
         let mut paths = HashSet::new();
         for (j, m) in c.volume_mounts.iter().enumerate() {
             let mat = format!("{at}.volumeMounts[{j}]");
@@ -460,6 +541,63 @@ pub fn validate(pod: &Pod) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// `dnsPolicy` and `dnsConfig` as Kubernetes validates them.
+fn validate_dns(pod: &Pod, bad: &mut impl FnMut(String, String)) {
+    let policy = pod.spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    if !DNS_POLICIES.contains(&policy) {
+        bad(
+            "spec.dnsPolicy".into(),
+            format!("{policy:?} must be one of {}", DNS_POLICIES.join(", ")),
+        );
+    }
+    let Some(dns) = &pod.spec.dns_config else {
+        if policy == "None" {
+            bad(
+                "spec.dnsConfig".into(),
+                "required when dnsPolicy is None".into(),
+            );
+        }
+        return;
+    };
+    if policy == "None" && dns.nameservers.is_empty() {
+        bad(
+            "spec.dnsConfig.nameservers".into(),
+            "at least one nameserver is required when dnsPolicy is None".into(),
+        );
+    }
+    if dns.nameservers.len() > 3 {
+        bad(
+            "spec.dnsConfig.nameservers".into(),
+            format!("{} nameservers; at most 3", dns.nameservers.len()),
+        );
+    }
+    for (i, n) in dns.nameservers.iter().enumerate() {
+        if n.parse::<std::net::IpAddr>().is_err() {
+            bad(
+                format!("spec.dnsConfig.nameservers[{i}]"),
+                format!("{n:?} is not an IP address"),
+            );
+        }
+    }
+    let word = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
+    for (i, s) in dns.searches.iter().enumerate() {
+        if !word(s) {
+            bad(
+                format!("spec.dnsConfig.searches[{i}]"),
+                format!("{s:?} must be a domain name"),
+            );
+        }
+    }
+    for (i, o) in dns.options.iter().enumerate() {
+        if !word(&o.name) || o.value.as_deref().is_some_and(|v| !word(v)) {
+            bad(
+                format!("spec.dnsConfig.options[{i}]"),
+                "name (and value, if any) must be single words".into(),
+            );
+        }
+    }
 }
 
 /// Where each field of a YAML document starts, by field path

@@ -83,6 +83,78 @@ fn pod_labels(pod: &Pod, uid: &str) -> HashMap<String, String> {
     .collect()
 }
 
+/// Reads `nameserver`, `search` and `options` lines of a resolv.conf.
+fn parse_resolv_conf(text: &str) -> cri::DnsConfig {
+    let mut dns = cri::DnsConfig::default();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => dns.servers.extend(words.next().map(str::to_string)),
+            // The last `search` line wins, as in the resolver.
+            Some("search") | Some("domain") => dns.searches = words.map(str::to_string).collect(),
+            Some("options") => dns.options.extend(words.map(str::to_string)),
+            _ => {}
+        }
+    }
+    dns
+}
+
+/// The pod's DNS config as kubelet makes it, with no cluster DNS (podctl has none): every
+/// policy but `None` is the node's resolv.conf (`ClusterFirst` without a cluster DNS falls back
+/// to it, as kubelet does), to which `dnsConfig` adds its nameservers, searches and options;
+/// `None` is `dnsConfig` alone. None (podd then copies the node's resolv.conf) when there is
+/// nothing to add.
+pub fn dns_config(pod: &Pod, host_resolv_conf: &str) -> Option<cri::DnsConfig> {
+    let policy = pod.spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    let extra = pod.spec.dns_config.as_ref();
+    if policy != "None" && extra.is_none() {
+        return None;
+    }
+    let mut dns = if policy == "None" {
+        cri::DnsConfig::default()
+    } else {
+        parse_resolv_conf(host_resolv_conf)
+    };
+    if let Some(extra) = extra {
+        dns.servers.extend(extra.nameservers.iter().cloned());
+        for s in &extra.searches {
+            if !dns.searches.contains(s) {
+                dns.searches.push(s.clone());
+            }
+        }
+        for o in &extra.options {
+            let opt = match &o.value {
+                Some(v) => format!("{}:{v}", o.name),
+                None => o.name.clone(),
+            };
+            // A dnsConfig option replaces the node's option of the same name.
+            dns.options
+                .retain(|x| x.split(':').next() != Some(o.name.as_str()));
+            dns.options.push(opt);
+        }
+    }
+    Some(dns)
+}
+
+/// Every container port, as kubelet passes them (podd maps those with a host port).
+pub fn port_mappings(pod: &Pod) -> Vec<cri::PortMapping> {
+    pod.spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .map(|p| cri::PortMapping {
+            protocol: match p.protocol.as_deref() {
+                Some("UDP") => cri::Protocol::Udp,
+                Some("SCTP") => cri::Protocol::Sctp,
+                _ => cri::Protocol::Tcp,
+            } as i32,
+            container_port: p.container_port as i32,
+            host_port: p.host_port.unwrap_or(0) as i32,
+            host_ip: p.host_ip.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
 pub fn sandbox_config(pod: &Pod, uid: &str) -> cri::PodSandboxConfig {
     let mut labels: HashMap<String, String> = pod
         .metadata
@@ -110,6 +182,11 @@ pub fn sandbox_config(pod: &Pod, uid: &str) -> cri::PodSandboxConfig {
         },
         // Empty: podd chooses where logs go.
         log_directory: String::new(),
+        dns_config: dns_config(
+            pod,
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        ),
+        port_mappings: port_mappings(pod),
         labels,
         annotations: pod
             .metadata

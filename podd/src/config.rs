@@ -11,6 +11,9 @@ pub struct Config {
     /// `[registries."HOST"]`: mirrors, plain HTTP and TLS verification per registry host.
     #[serde(default)]
     pub registries: crate::image::registry::Registries,
+    /// `[cni]`: plugin and configuration directories, the default network.
+    #[serde(default)]
+    pub cni: crate::net::CniConfig,
 }
 
 /// The default config path; a missing file there means "all defaults".
@@ -98,6 +101,25 @@ skip_verify = false
         let eps = c.registries.endpoints("registry.k8s.io");
         assert_eq!(eps[0].url(), "http://127.0.0.1:5000");
         assert_eq!(eps[1].url(), "https://registry.k8s.io");
+    }
+
+    #[test]
+    fn cni_section_overrides_defaults_and_typos_are_refused() {
+        let p = Path::new("/etc/podd/config.toml");
+        let c = Config::parse(
+            "[cni]\nbin_dirs = [\"/x\"]\nsubnet = \"10.210.0.0/16\"\ndefault_network = false\n",
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.cni.bin_dirs, vec![PathBuf::from("/x")]);
+        assert_eq!(c.cni.conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(c.cni.subnet.to_string(), "10.210.0.0/16");
+        assert!(!c.cni.default_network);
+        assert_eq!(Config::parse("", p).unwrap().cni, crate::net::CniConfig::default());
+        let err = Config::parse("[cni]\nconfdir = \"/x\"\n", p).unwrap_err();
+        assert!(err.to_string().contains("cni.confdir"), "{err}");
+        let err = Config::parse("[cni]\nsubnet = \"10.1.2.3\"\n", p).unwrap_err();
+        assert!(err.to_string().contains("/etc/podd/config.toml"), "{err}");
     }
 
     #[test]

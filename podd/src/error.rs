@@ -3,6 +3,7 @@
 
 use crate::image::ImageError;
 use crate::isolate::IsolateError;
+use crate::net::NetError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum Error {
     Isolate(#[from] IsolateError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Net(#[from] NetError),
     #[error("{what}: {source}")]
     Io {
         what: String,

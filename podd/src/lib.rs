@@ -10,6 +10,7 @@ pub mod container;
 pub mod error;
 pub mod image;
 pub mod isolate;
+pub mod net;
 pub mod pod;
 pub mod process;
 pub mod runtime;

@@ -21,9 +21,24 @@ struct Args {
     /// The podd-shim binary (default: next to podd, then $PATH).
     #[arg(long)]
     shim: Option<PathBuf>,
-    /// Config file (TOML: registry mirrors, plain HTTP, skip_verify) [default: /etc/podd/podd.toml, may be absent].
+    /// Config file (TOML: registries, cni; see the README) [default: /etc/podd/podd.toml, may be absent].
+    /// Flags override what it says.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// CNI plugin directories, ':'-separated [default: /usr/lib/cni:/opt/cni/bin].
+    #[arg(long = "cni-bin-dir")]
+    cni_bin_dir: Option<String>,
+    /// CNI network configuration directory; the first file in lexical order is used
+    /// [default: /etc/cni/net.d].
+    #[arg(long = "cni-conf-dir")]
+    cni_conf_dir: Option<PathBuf>,
+    /// Subnet of the default network podd writes when the conf dir has none [default:
+    /// 10.209.0.0/16].
+    #[arg(long = "pod-subnet")]
+    pod_subnet: Option<ipnet::Ipv4Net>,
+    /// Write the default network when the conf dir has none [default: true].
+    #[arg(long = "cni-default-network")]
+    cni_default_network: Option<bool>,
     /// Log filter, e.g. `info` or `podd=debug` (RUST_LOG wins when set).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -44,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("podd must run as root: it creates namespaces and mounts");
     }
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => podd::config::Config::load(path, true),
         None => podd::config::Config::load(std::path::Path::new(podd::config::DEFAULT_PATH), false),
     }?;
@@ -57,6 +72,20 @@ async fn main() -> anyhow::Result<()> {
         root: args.root,
         run: args.run_dir,
     };
-    let runtime = podd::runtime::Runtime::open(dirs, shim).context("opening podd state")?;
+    let cni = &mut config.cni;
+    if let Some(dirs) = &args.cni_bin_dir {
+        cni.bin_dirs = std::env::split_paths(dirs).collect();
+    }
+    if let Some(dir) = args.cni_conf_dir {
+        cni.conf_dir = dir;
+    }
+    if let Some(subnet) = args.pod_subnet {
+        cni.subnet = subnet;
+    }
+    if let Some(on) = args.cni_default_network {
+        cni.default_network = on;
+    }
+    let cni = podd::net::Cni::new(config.cni);
+    let runtime = podd::runtime::Runtime::open(dirs, shim, cni).context("opening podd state")?;
     podd::server::serve(&args.socket, runtime, config.registries).await
 }

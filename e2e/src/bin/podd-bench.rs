@@ -5,6 +5,10 @@
 //! busybox `sleep` container, kubelet's namespace options otherwise; median and p95 over N pods.
 //! Memory: with all N pods running, the PSS of what the runtime adds per pod besides the
 //! workload: podd's infra and monitor; containerd's shim and pause process.
+//! Networking: the same with pods in their own network namespace on a CNI bridge network
+//! (bridge + host-local + portmap, the chain podd writes by default), each runtime on its own
+//! bridge and /24 subnet ([`e2e::net::TestNet`]); RunPodSandbox (which includes CNI ADD)
+//! median and p95 over N pods.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use e2e::api::runtime_service_client::RuntimeServiceClient;
-use e2e::{api as cri, cri as build, rpc, Podd};
+use e2e::net::TestNet;
+use e2e::{api as cri, cri as build, rpc, Network, Podd};
 use tonic::transport::Channel;
 
 struct Figures {
@@ -65,11 +70,27 @@ enum Runtime {
     Containerd,
 }
 
+/// The pod's IP (PodSandboxStatus).
+async fn pod_ip(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Result<String> {
+    let st = rpc(client.pod_sandbox_status(cri::PodSandboxStatusRequest {
+        pod_sandbox_id: id.to_string(),
+        verbose: false,
+    }))
+    .await?;
+    Ok(st
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default())
+}
+
 async fn measure(
     runtime: Runtime,
     mut client: RuntimeServiceClient<Channel>,
     pods: usize,
     logs: &Path,
+    // Some(subnet prefix): pods on the CNI network, whose IPs must be in it.
+    network: Option<&str>,
 ) -> Result<Figures> {
     let mut ids = Vec::new();
     let mut latencies = Vec::new();
@@ -84,7 +105,9 @@ async fn measure(
             .and_then(|l| l.security_context.as_mut())
             .and_then(|s| s.namespace_options.as_mut())
             .context("pod config without namespace options")?;
-        ns.network = cri::NamespaceMode::Node as i32;
+        if network.is_none() {
+            ns.network = cri::NamespaceMode::Node as i32;
+        }
         let container = build::container_config(&pod, "c", &["sleep", "3600"]);
         let t0 = Instant::now();
         let id = rpc(client.run_pod_sandbox(cri::RunPodSandboxRequest {
@@ -94,6 +117,12 @@ async fn measure(
         .await?
         .pod_sandbox_id;
         let t1 = Instant::now();
+        if let Some(prefix) = network {
+            let ip = pod_ip(&mut client, &id).await?;
+            if !ip.starts_with(prefix) {
+                bail!("pod {id} got IP {ip:?}, not one of the bench network {prefix}0/24");
+            }
+        }
         let cid = rpc(client.create_container(cri::CreateContainerRequest {
             pod_sandbox_id: id.clone(),
             config: Some(container),
@@ -166,6 +195,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 struct Summary {
     /// Medians of RunPodSandbox, CreateContainer, StartContainer.
     phase_ms: [f64; 3],
+    runp_p95_ms: f64,
     median_ms: f64,
     p95_ms: f64,
     pss_kib: f64,
@@ -176,13 +206,14 @@ fn summarize(f: &Figures) -> Summary {
     ms.sort_by(f64::total_cmp);
     let mut kib: Vec<f64> = f.pss_kib.iter().map(|&k| k as f64).collect();
     kib.sort_by(f64::total_cmp);
-    let phase = |k: usize| {
+    let phase = |k: usize, p: f64| {
         let mut v: Vec<f64> = f.phases.iter().map(|p| p[k].as_secs_f64() * 1e3).collect();
         v.sort_by(f64::total_cmp);
-        percentile(&v, 50.0)
+        percentile(&v, p)
     };
     Summary {
-        phase_ms: [phase(0), phase(1), phase(2)],
+        phase_ms: [phase(0, 50.0), phase(1, 50.0), phase(2, 50.0)],
+        runp_p95_ms: phase(0, 95.0),
         median_ms: percentile(&ms, 50.0),
         p95_ms: percentile(&ms, 95.0),
         pss_kib: percentile(&kib, 50.0),
@@ -209,10 +240,22 @@ async fn main() -> Result<()> {
     if pods == 0 {
         bail!("--pods must be at least 1");
     }
-    let podd = Podd::start().await?;
+    let podd = Podd::start_with(Network::Bridge).await?;
     podd.import_test_image().await?;
     let logs = podd.tmp_dir().join("logs");
-    let ours = summarize(&measure(Runtime::Podd, podd.runtime.clone(), pods, &logs).await?);
+    let podd_prefix = format!("10.209.{}.", podd.net()?.n);
+    let ours = summarize(&measure(Runtime::Podd, podd.runtime.clone(), pods, &logs, None).await?);
+    let ours_net = summarize(
+        &measure(
+            Runtime::Podd,
+            podd.runtime.clone(),
+            pods,
+            &logs,
+            Some(&podd_prefix),
+        )
+        .await
+        .context("measuring podd with networking")?,
+    );
 
     let reference = match &containerd {
         Some(endpoint) => {
@@ -221,13 +264,42 @@ async fn main() -> Result<()> {
             let ref_logs = tempfile::tempdir()?;
             let f = measure(
                 Runtime::Containerd,
-                RuntimeServiceClient::new(channel),
+                RuntimeServiceClient::new(channel.clone()),
                 pods,
                 ref_logs.path(),
+                None,
             )
             .await
             .context("measuring containerd")?;
-            Some(summarize(&f))
+            // containerd's own bridge network, in the conf dir hack/containerd-ref made
+            // (sorting before its loopback conflist; containerd reloads the dir on change).
+            let conf_dir = socket
+                .parent()
+                .context("containerd socket has no directory")?
+                .join("cni/net.d");
+            let net_tmp = tempfile::tempdir()?;
+            let net = TestNet::reserve(net_tmp.path())?;
+            let conf = conf_dir.join("05-bench.conflist");
+            std::fs::write(&conf, serde_json::to_vec_pretty(&net.conflist(None))?)
+                .with_context(|| format!("writing {}", conf.display()))?;
+            let prefix = format!("10.209.{}.", net.n);
+            let mut client = RuntimeServiceClient::new(channel);
+            wait_for_network(&mut client, ref_logs.path(), &prefix).await?;
+            let f_net = measure(
+                Runtime::Containerd,
+                client,
+                pods,
+                ref_logs.path(),
+                Some(&prefix),
+            )
+            .await
+            .context("measuring containerd with networking");
+            let _ = std::fs::remove_file(&conf);
+            let left = net.leftovers();
+            if !left.is_empty() {
+                eprintln!("containerd's bench network left: {left:?}");
+            }
+            Some((summarize(&f), summarize(&f_net?)))
         }
         None => None,
     };
@@ -246,7 +318,7 @@ async fn main() -> Result<()> {
         )
     };
     row("podd", &ours);
-    if let Some(r) = &reference {
+    if let Some((r, _)) = &reference {
         row("containerd", r);
         println!();
         println!(
@@ -258,5 +330,61 @@ async fn main() -> Result<()> {
     } else {
         println!("(no containerd reference: pass --containerd ENDPOINT, as hack/bench does)");
     }
+    println!();
+    println!("RunPodSandbox latency with CNI networking (own netns, bridge + host-local + portmap), {pods} pods");
+    println!();
+    println!(
+        "{:<12} {:>12} {:>12}   pod-ready median / p95 ms",
+        "runtime", "median ms", "p95 ms"
+    );
+    let net_row = |name: &str, s: &Summary| {
+        println!(
+            "{:<12} {:>12.2} {:>12.2}   {:.2} / {:.2}",
+            name, s.phase_ms[0], s.runp_p95_ms, s.median_ms, s.p95_ms
+        )
+    };
+    net_row("podd", &ours_net);
+    if let Some((_, r)) = &reference {
+        net_row("containerd", r);
+        println!();
+        println!(
+            "podd / containerd with networking: RunPodSandbox median {:.3}x, p95 {:.3}x",
+            ours_net.phase_ms[0] / r.phase_ms[0],
+            ours_net.runp_p95_ms / r.runp_p95_ms
+        );
+    }
     Ok(())
+}
+
+/// Waits until containerd runs pods on the bench network (it reloads its conf dir
+/// asynchronously): a probe pod's IP is in `prefix`. Probe pods are removed.
+async fn wait_for_network(
+    client: &mut RuntimeServiceClient<Channel>,
+    logs: &Path,
+    prefix: &str,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0.. {
+        let pod = build::pod_config(&format!("bench-probe-{}-{i}", std::process::id()), "", logs);
+        let id = rpc(client.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod),
+            runtime_handler: String::new(),
+        }))
+        .await?
+        .pod_sandbox_id;
+        let ip = pod_ip(client, &id).await?;
+        rpc(client.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        }))
+        .await?;
+        rpc(client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })).await?;
+        if ip.starts_with(prefix) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("containerd did not pick up the bench network {prefix}0/24 within 30 s (probe IP {ip:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    unreachable!()
 }

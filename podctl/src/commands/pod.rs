@@ -39,7 +39,15 @@ pub async fn pods(clients: &Clients, opts: &ListOpts) -> Result<u8> {
         return Ok(0);
     }
     let now = SystemTime::now();
-    let mut t = Table::new(&["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT"]);
+    let mut t = Table::new(&[
+        "POD ID",
+        "CREATED",
+        "STATE",
+        "NAME",
+        "NAMESPACE",
+        "ATTEMPT",
+        "IP",
+    ]);
     for p in &pods {
         let m = p.metadata.clone().unwrap_or_default();
         t.push(vec![
@@ -49,10 +57,31 @@ pub async fn pods(clients: &Clients, opts: &ListOpts) -> Result<u8> {
             m.name,
             m.namespace,
             m.attempt.to_string(),
+            pod_ips(clients, &p.id).await,
         ]);
     }
     print!("{}", t.render());
     Ok(0)
+}
+
+/// The pod's IPs, comma-separated ("" for none, or when the pod went away meanwhile).
+async fn pod_ips(clients: &Clients, id: &str) -> String {
+    let status = clients
+        .runtime
+        .clone()
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: false,
+        })
+        .await;
+    let Some(net) = status.ok().and_then(|r| r.into_inner().status?.network) else {
+        return String::new();
+    };
+    std::iter::once(net.ip)
+        .chain(net.additional_ips.into_iter().map(|i| i.ip))
+        .filter(|ip| !ip.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 async fn stop_pod(clients: &Clients, id: &str) -> Result<()> {

@@ -265,3 +265,30 @@ fn positions_of_flow_and_block_nodes() {
     assert_eq!(p.locate("a.d[1].x.y"), Some((5, 7)));
     assert_eq!(p.locate("z"), Some((1, 1)));
 }
+
+#[test]
+fn bad_ports_and_dns_are_refused_with_their_fields() {
+    let msg = refused(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  dnsPolicy: None\n  containers:\n    - name: a\n      image: i\n      ports:\n        - {containerPort: 0}\n        - {containerPort: 80, hostPort: 70000}\n        - {containerPort: 81, protocol: ICMP, hostIP: nowhere}\n        - {containerPort: 82, hostPort: 8080}\n        - {containerPort: 83, hostPort: 8080}\n",
+    );
+    for want in [
+        "spec.containers[0].ports[0].containerPort: 0 must be a port number",
+        "spec.containers[0].ports[1].hostPort: 70000",
+        "spec.containers[0].ports[2].protocol: \"ICMP\"",
+        "spec.containers[0].ports[2].hostIP: \"nowhere\"",
+        "spec.containers[0].ports[4].hostPort: host port 8080/TCP is used twice",
+        "spec.dnsConfig: required when dnsPolicy is None",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in:\n{msg}");
+    }
+    let msg = refused(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  dnsPolicy: Cluster\n  dnsConfig:\n    nameservers: [a.b.c.d]\n    searches: [\"two words\"]\n  containers:\n    - {name: a, image: i}\n",
+    );
+    for want in [
+        "spec.dnsPolicy: \"Cluster\" must be one of",
+        "spec.dnsConfig.nameservers[0]: \"a.b.c.d\" is not an IP address",
+        "spec.dnsConfig.searches[0]",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in:\n{msg}");
+    }
+}

@@ -191,3 +191,79 @@ fn volumes_are_prepared_on_the_host() {
     remove_volumes(&tmp.path().join("volumes/u-1"));
     assert!(!tmp.path().join("volumes/u-1").exists());
 }
+
+const HOST_RESOLV: &str =
+    "# generated\nnameserver 192.0.2.53\nsearch corp.example\noptions ndots:2 rotate\n";
+
+#[test]
+fn dns_policy_and_config_map_like_kubelet_without_cluster_dns() {
+    // No dnsConfig: podd copies the node's resolv.conf.
+    assert_eq!(dns_config(&pod(ONE), HOST_RESOLV), None);
+    let p = pod(&format!("  dnsPolicy: Default\n{ONE}"));
+    assert_eq!(dns_config(&p, HOST_RESOLV), None);
+    // ClusterFirst + dnsConfig: the node's settings plus the pod's, its options replacing.
+    let p = pod(&format!(
+        "  dnsConfig:\n    nameservers: [10.0.0.10]\n    searches: [a.example]\n    options:\n      - {{name: ndots, value: \"5\"}}\n      - {{name: edns0}}\n{ONE}"
+    ));
+    let d = dns_config(&p, HOST_RESOLV).unwrap();
+    assert_eq!(d.servers, ["192.0.2.53", "10.0.0.10"]);
+    assert_eq!(d.searches, ["corp.example", "a.example"]);
+    assert_eq!(d.options, ["rotate", "ndots:5", "edns0"]);
+    // None: the pod's dnsConfig alone.
+    let p = pod(&format!(
+        "  dnsPolicy: None\n  dnsConfig:\n    nameservers: [10.0.0.10]\n    searches: [b.example]\n{ONE}"
+    ));
+    let d = dns_config(&p, HOST_RESOLV).unwrap();
+    assert_eq!(
+        (d.servers, d.searches, d.options),
+        (
+            vec!["10.0.0.10".to_string()],
+            vec!["b.example".to_string()],
+            vec![]
+        )
+    );
+    let cfg = sandbox_config(&p, "u-1");
+    assert_eq!(cfg.dns_config.unwrap().servers, ["10.0.0.10"]);
+}
+
+#[test]
+fn container_ports_become_port_mappings() {
+    let p = pod(
+        "  containers:\n    - name: a\n      image: img:1\n      ports:\n        - {containerPort: 80, hostPort: 8080, hostIP: 127.0.0.1}\n        - {containerPort: 53, protocol: UDP}\n    - name: b\n      image: img:1\n      ports:\n        - {containerPort: 9000, hostPort: 9000, protocol: SCTP}\n",
+    );
+    let ports = sandbox_config(&p, "u-1").port_mappings;
+    let got: Vec<(i32, i32, i32, &str)> = ports
+        .iter()
+        .map(|m| {
+            (
+                m.protocol,
+                m.container_port,
+                m.host_port,
+                m.host_ip.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (cri::Protocol::Tcp as i32, 80, 8080, "127.0.0.1"),
+            (cri::Protocol::Udp as i32, 53, 0, ""),
+            (cri::Protocol::Sctp as i32, 9000, 9000, ""),
+        ]
+    );
+}
+
+#[test]
+fn host_network_keeps_the_node_hostname_and_namespace() {
+    let p = pod(&format!("  hostNetwork: true\n  hostname: x\n{ONE}"));
+    let cfg = sandbox_config(&p, "u-1");
+    assert_eq!(cfg.hostname, "");
+    let ns = cfg
+        .linux
+        .unwrap()
+        .security_context
+        .unwrap()
+        .namespace_options
+        .unwrap();
+    assert_eq!(ns.network, cri::NamespaceMode::Node as i32);
+}

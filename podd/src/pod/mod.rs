@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::isolate::spec::NsKind;
+use crate::net::files::DnsConfig;
+use crate::net::PortMapping;
 use crate::process::ProcRef;
 
 /// How a pod-level namespace is provided (CRI NamespaceMode).
@@ -39,6 +41,12 @@ pub struct PodConfig {
     /// CRI `linux.security_context.privileged`: only such a pod may hold privileged containers.
     #[serde(default)]
     pub privileged: bool,
+    /// CRI `dns_config`: the pod's resolv.conf (the host's when empty).
+    #[serde(default)]
+    pub dns: DnsConfig,
+    /// CRI `port_mappings` with a host port, passed to the portmap plugin.
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
 }
 
 impl PodConfig {
@@ -88,6 +96,9 @@ pub struct PodRecord {
     pub shm_dir: PathBuf,
     /// Where containers without a CRI log directory write their logs.
     pub default_log_dir: PathBuf,
+    /// The pod's IPs from CNI ADD, primary first; none for a host-network pod.
+    #[serde(default)]
+    pub ips: Vec<std::net::IpAddr>,
 }
 
 impl PodRecord {

@@ -330,6 +330,20 @@ impl Runtime {
                 propagation: m.propagation,
             });
         }
+        // The pod's resolv.conf, hosts and hostname, unless the client mounts its own there
+        // (kubelet mounts its managed /etc/hosts); read-only with a read-only rootfs, as in
+        // containerd.
+        for (source, dest) in self.pod_files(&pod.id) {
+            if mounts.iter().any(|m| m.destination == Path::new(dest)) {
+                continue;
+            }
+            mounts.push(BindMount {
+                source,
+                destination: PathBuf::from(dest),
+                readonly: config.readonly_rootfs,
+                propagation: Propagation::Private,
+            });
+        }
         let cwd = [
             config.working_dir.as_str(),
             image.config.working_dir.as_str(),

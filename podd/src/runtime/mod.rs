@@ -5,6 +5,7 @@
 
 mod containers;
 mod images;
+mod network;
 mod pods;
 mod recover;
 
@@ -16,6 +17,7 @@ use crate::container::ContainerRecord;
 use crate::error::{Error, Result};
 use crate::image::ImageStore;
 use crate::isolate::Shim;
+use crate::net::Cni;
 use crate::pod::PodRecord;
 use crate::store::RecordStore;
 
@@ -42,6 +44,11 @@ impl Dirs {
     fn pod_dir(&self, id: &str) -> PathBuf {
         self.root.join("pods").join(id)
     }
+    /// The pod's CNI attachment ([`crate::net::Attachment`]): saved before ADD and again after
+    /// it, removed once DEL succeeded.
+    fn pod_network_file(&self, id: &str) -> PathBuf {
+        self.pod_dir(id).join("network.json")
+    }
     fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }
@@ -58,6 +65,7 @@ struct State {
 pub struct Runtime {
     dirs: Dirs,
     shim: Shim,
+    cni: Cni,
     images: Arc<ImageStore>,
     pod_store: RecordStore<PodRecord>,
     container_store: RecordStore<ContainerRecord>,

@@ -38,10 +38,10 @@ impl Runtime {
 
     /// Runs the steps after the name is reserved. Nothing is saved before the infra runs: its
     /// run dir and the launched file the shim writes there are the intent (start-up clean-up
-    /// kills what a launched file without a record names), and the record is written once,
-    /// Ready. A clean failure (everything undone) frees the name; an incomplete rollback
-    /// saves the record, NotReady, and keeps its name, so that StopPodSandbox and
-    /// RemovePodSandbox can finish the job.
+    /// kills what a launched file without a record names), and so is the CNI attachment saved
+    /// before ADD; the record is written once, Ready, after the network is up. A clean failure
+    /// (everything undone) frees the name; an incomplete rollback saves the record, NotReady,
+    /// and keeps its name, so that StopPodSandbox and RemovePodSandbox can finish the job.
     async fn run_pod_reserved(self: &Arc<Self>, id: &str, config: PodConfig) -> Result<()> {
         let run_dir = self.dirs.pod_run_dir(id);
         let pod_dir = self.dirs.pod_dir(id);
@@ -54,9 +54,18 @@ impl Runtime {
             pin_dir: run_dir.join("ns"),
             shm_dir: run_dir.join("shm"),
             default_log_dir: pod_dir.join("logs"),
+            ips: Vec::new(),
             config,
         };
         let name = record.config.reserved_name();
+        // A pod that cannot be networked fails before anything is made.
+        let network = match self.plan_network(&record) {
+            Ok(n) => n,
+            Err(e) => {
+                self.release_name(&name);
+                return Err(e);
+            }
+        };
         if let Err(e) = std::fs::create_dir_all(&pod_dir) {
             self.release_name(&name);
             return Err(Error::io(format!(
@@ -77,29 +86,24 @@ impl Runtime {
             shm_size_bytes: SHM_SIZE,
             launched_file: self.dirs.pod_launched_file(id),
         };
-        let launched = self.shim.start_infra(&spec).await;
-        let outcome = launched.map_err(Error::from).and_then(|launched| {
-            let infra = ProcRef {
-                pid: launched.pid,
-                start_time: launched.start_time,
-            };
-            record.infra = Some(infra);
-            record.state = PodState::Ready;
-            let mut st = self.state.lock().unwrap();
-            self.pod_store.save(id, &record)?;
-            st.pods.insert(id.to_string(), record.clone());
-            Ok(infra)
-        });
+        let outcome = match self.shim.start_infra(&spec).await {
+            Ok(launched) => self.finish_pod(&mut record, &launched, network).await,
+            Err(e) => Err(e.into()),
+        };
         match outcome {
             Ok(infra) => {
                 self.watch_infra(id.to_string(), infra);
-                info!(pod = %id, name = %record.config.name, infra = infra.pid, "pod ready");
+                info!(pod = %id, name = %record.config.name, infra = infra.pid, ips = ?record.ips, "pod ready");
                 Ok(())
             }
             Err(e) => {
                 warn!(pod = %id, error = %e, "pod failed to start; rolling back");
                 record.state = PodState::NotReady;
-                match self.forget_pod(&record) {
+                let undone = match self.teardown_network(id).await {
+                    Ok(()) => self.forget_pod(&record),
+                    Err(del) => Err(del),
+                };
+                match undone {
                     Ok(()) => self.release_name(&name),
                     Err(cleanup) => {
                         warn!(pod = %id, error = %cleanup, "rollback incomplete; pod stays NotReady");
@@ -113,6 +117,29 @@ impl Runtime {
                 Err(e)
             }
         }
+    }
+
+    /// The steps after the infra runs: CNI ADD, the pod files, then the record, Ready.
+    async fn finish_pod(
+        &self,
+        record: &mut PodRecord,
+        launched: &Launched,
+        network: Option<crate::net::Attachment>,
+    ) -> Result<ProcRef> {
+        let infra = ProcRef {
+            pid: launched.pid,
+            start_time: launched.start_time,
+        };
+        record.infra = Some(infra);
+        if let Some(att) = network {
+            record.ips = self.attach_network(att).await?.ips;
+        }
+        self.write_pod_files(record)?;
+        record.state = PodState::Ready;
+        let mut st = self.state.lock().unwrap();
+        self.pod_store.save(&record.id, record)?;
+        st.pods.insert(record.id.clone(), record.clone());
+        Ok(infra)
     }
 
     /// The pod's infra: the recorded one, else the one its launched file names (a RunPodSandbox
@@ -154,6 +181,7 @@ impl Runtime {
                 self.stop_container(&c.id, 0).await?;
             }
         }
+        self.teardown_network(&pod.id).await?;
         if let Some(handle) = self.pod_infra(&pod).and_then(|i| i.handle()) {
             if !handle.kill(KILL_WAIT).await {
                 return Err(Error::DeadlineExceeded(format!(
@@ -179,6 +207,7 @@ impl Runtime {
         for c in self.pod_containers(&pod.id) {
             self.remove_container(&c.id).await?;
         }
+        self.teardown_network(&pod.id).await?;
         self.forget_pod(&pod)?;
         self.release_name(&pod.config.reserved_name());
         self.drop_op_lock(&pod.id);

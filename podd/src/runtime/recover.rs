@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::image::ImageStore;
 use crate::isolate::spec::Launched;
 use crate::isolate::{self, ProcessHandle, Shim};
+use crate::net::Cni;
 use crate::pod::{PodRecord, PodState};
 use crate::process::ProcRef;
 use crate::store::RecordStore;
@@ -36,7 +37,7 @@ fn kill_launched(l: &Launched) {
 }
 
 impl Runtime {
-    pub fn open(dirs: Dirs, shim: Shim) -> Result<Arc<Runtime>> {
+    pub fn open(dirs: Dirs, shim: Shim, cni: Cni) -> Result<Arc<Runtime>> {
         for d in [&dirs.root, &dirs.run] {
             std::fs::create_dir_all(d)
                 .map_err(Error::io(format!("create state directory {}", d.display())))?;
@@ -45,6 +46,7 @@ impl Runtime {
             std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .map_err(Error::io(format!("set mode 0700 on {}", d.display())))?;
         }
+        cni.prepare();
         let images = Arc::new(ImageStore::open(&dirs.root.join("images"))?);
         let pod_store = RecordStore::<PodRecord>::open(dirs.root.join("state/pods"))?;
         let container_store =
@@ -68,6 +70,7 @@ impl Runtime {
         let rt = Arc::new(Runtime {
             dirs,
             shim,
+            cni,
             images,
             pod_store,
             container_store,
@@ -172,6 +175,11 @@ impl Runtime {
                         h.kill_blocking(KILL_WAIT);
                     }
                 }
+                // DEL while the pin still holds the namespace: plugins given none skip what
+                // needs it (the bridge plugin then leaves its masquerade rules).
+                if !super::network::teardown_orphan(&self.dirs.pod_dir(&id)) {
+                    continue;
+                }
                 if let Err(e) = isolate::release_pod(&path.join("ns"), &path.join("shm")) {
                     warn!(pod = %id, error = %e, "could not release leftover pod mounts");
                     continue;
@@ -180,7 +188,7 @@ impl Runtime {
             }
         }
         for (id, path) in entries(self.dirs.root.join("pods")) {
-            if !pods.contains(&id) {
+            if !pods.contains(&id) && super::network::teardown_orphan(&path) {
                 let _ = std::fs::remove_dir_all(&path);
             }
         }

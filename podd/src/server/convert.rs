@@ -11,6 +11,8 @@ use crate::image::registry::{Credentials, CriAuth, Progress};
 use crate::image::{normalize_reference, Image};
 use crate::isolate::capabilities;
 use crate::isolate::spec::Propagation;
+use crate::net::files::DnsConfig;
+use crate::net::PortMapping;
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
 use podd_proto::podd::v1::PullProgress;
 
@@ -97,6 +99,9 @@ pub fn pod_config(config: Option<cri::PodSandboxConfig>, handler: String) -> Res
         .and_then(|s| s.namespace_options.clone())
         .unwrap_or_default();
     const NS: &str = "config.linux.security_context.namespace_options";
+    let network = ns_mode(ns.network, &format!("{NS}.network"), false)?;
+    let dns = dns_config(config.dns_config.unwrap_or_default())?;
+    let port_mappings = port_mappings(&config.port_mappings, network == NsMode::Node)?;
     Ok(PodConfig {
         // Empty: the pod's new UTS namespace keeps the node's hostname, as containerd does
         // (kubelet always sends the pod's hostname).
@@ -108,12 +113,93 @@ pub fn pod_config(config: Option<cri::PodSandboxConfig>, handler: String) -> Res
         log_directory: config.log_directory,
         labels: sorted(&config.labels),
         annotations: sorted(&config.annotations),
-        network: ns_mode(ns.network, &format!("{NS}.network"), false)?,
+        network,
         ipc: ns_mode(ns.ipc, &format!("{NS}.ipc"), false)?,
         pid: ns_mode(ns.pid, &format!("{NS}.pid"), true)?,
         runtime_handler: handler,
         privileged,
+        dns,
+        port_mappings,
     })
+}
+
+/// Each entry one resolv.conf word: no whitespace, no NUL (a newline would inject lines).
+fn dns_config(dns: cri::DnsConfig) -> Result<DnsConfig> {
+    for (list, items) in [
+        ("servers", &dns.servers),
+        ("searches", &dns.searches),
+        ("options", &dns.options),
+    ] {
+        for (i, v) in items.iter().enumerate() {
+            if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '\0') {
+                return Err(Error::invalid(
+                    format!("config.dns_config.{list}[{i}]"),
+                    format!("{v:?} must be one non-empty word without whitespace"),
+                ));
+            }
+        }
+    }
+    for (i, s) in dns.servers.iter().enumerate() {
+        if s.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::invalid(
+                format!("config.dns_config.servers[{i}]"),
+                format!("{s:?} is not an IP address"),
+            ));
+        }
+    }
+    Ok(DnsConfig {
+        servers: dns.servers,
+        searches: dns.searches,
+        options: dns.options,
+    })
+}
+
+/// Port mappings with a host port (0 means none, as in kubelet), validated. A host-network
+/// pod's container ports are the host's already: nothing to map.
+fn port_mappings(ports: &[cri::PortMapping], host_network: bool) -> Result<Vec<PortMapping>> {
+    let mut out = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let field = |f: &str| format!("config.port_mappings[{i}].{f}");
+        let port = |v: i32, f: &str, zero_ok: bool| -> Result<u16> {
+            match u16::try_from(v) {
+                Ok(0) if zero_ok => Ok(0),
+                Ok(p) if p > 0 => Ok(p),
+                _ => Err(Error::invalid(
+                    field(f),
+                    format!("{v} is not a port (1-65535)"),
+                )),
+            }
+        };
+        let host_port = port(p.host_port, "host_port", true)?;
+        let container_port = port(p.container_port, "container_port", host_port == 0)?;
+        let protocol = match cri::Protocol::try_from(p.protocol) {
+            Ok(cri::Protocol::Tcp) => "tcp",
+            Ok(cri::Protocol::Udp) => "udp",
+            Ok(cri::Protocol::Sctp) => "sctp",
+            Err(_) => {
+                return Err(Error::invalid(
+                    field("protocol"),
+                    format!("unknown protocol {}", p.protocol),
+                ))
+            }
+        };
+        if !p.host_ip.is_empty() && p.host_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::invalid(
+                field("host_ip"),
+                format!("{:?} is not an IP address", p.host_ip),
+            ));
+        }
+        if host_port == 0 || host_network {
+            continue;
+        }
+        out.push(PortMapping {
+            host_port,
+            container_port,
+            protocol: protocol.to_string(),
+            host_ip: p.host_ip.clone(),
+        });
+    }
+    Ok(out)
 }
 
 const SEC: &str = "config.linux.security_context";
@@ -339,8 +425,15 @@ pub fn pod_status(p: &PodRecord) -> cri::PodSandboxStatus {
         metadata: Some(pod_metadata(p)),
         state: pod_state(p.state),
         created_at: p.created_at,
-        // Pod IPs come with CNI networking; until then a pod has only loopback.
-        network: Some(cri::PodSandboxNetworkStatus::default()),
+        network: Some(cri::PodSandboxNetworkStatus {
+            ip: p.ips.first().map(|ip| ip.to_string()).unwrap_or_default(),
+            additional_ips: p
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| cri::PodIp { ip: ip.to_string() })
+                .collect(),
+        }),
         linux: Some(cri::LinuxPodSandboxStatus {
             namespaces: Some(cri::Namespace {
                 options: Some(cri::NamespaceOption {
@@ -702,5 +795,96 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("config.envs[0].key"));
+    }
+
+    fn named(cfg: cri::PodSandboxConfig) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "web".into(),
+                ..Default::default()
+            }),
+            ..cfg
+        }
+    }
+
+    #[test]
+    fn port_mappings_keep_host_ports_only_and_name_bad_fields() {
+        let pm = |protocol: i32, container_port, host_port, host_ip: &str| cri::PortMapping {
+            protocol,
+            container_port,
+            host_port,
+            host_ip: host_ip.into(),
+        };
+        let cfg = named(cri::PodSandboxConfig {
+            port_mappings: vec![
+                pm(cri::Protocol::Tcp as i32, 80, 8080, "127.0.0.1"),
+                pm(cri::Protocol::Udp as i32, 53, 0, ""),
+                pm(cri::Protocol::Sctp as i32, 9, 9, ""),
+            ],
+            ..Default::default()
+        });
+        let p = pod_config(Some(cfg), String::new()).unwrap();
+        let got: Vec<(u16, u16, &str, &str)> = p
+            .port_mappings
+            .iter()
+            .map(|m| {
+                (
+                    m.host_port,
+                    m.container_port,
+                    m.protocol.as_str(),
+                    m.host_ip.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [(8080, 80, "tcp", "127.0.0.1"), (9, 9, "sctp", "")]);
+        for (bad, field) in [
+            (pm(0, 0, 80, ""), "config.port_mappings[0].container_port"),
+            (pm(0, 80, 70000, ""), "config.port_mappings[0].host_port"),
+            (pm(7, 80, 80, ""), "config.port_mappings[0].protocol"),
+            (
+                pm(0, 80, 80, "localhost"),
+                "config.port_mappings[0].host_ip",
+            ),
+        ] {
+            let cfg = named(cri::PodSandboxConfig {
+                port_mappings: vec![bad],
+                ..Default::default()
+            });
+            let err = pod_config(Some(cfg), String::new()).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument { field: f, .. } if f == field),
+                "want {field}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn dns_config_entries_are_single_words_and_servers_ips() {
+        let dns = |servers: &[&str], searches: &[&str]| {
+            named(cri::PodSandboxConfig {
+                dns_config: Some(cri::DnsConfig {
+                    servers: strings(servers),
+                    searches: strings(searches),
+                    options: strings(&["ndots:5"]),
+                }),
+                ..Default::default()
+            })
+        };
+        let p = pod_config(Some(dns(&["10.0.0.10"], &["a.example"])), String::new()).unwrap();
+        assert_eq!(p.dns.servers, ["10.0.0.10"]);
+        assert_eq!(p.dns.options, ["ndots:5"]);
+        for (cfg, field) in [
+            (dns(&["dns.example"], &[]), "config.dns_config.servers[0]"),
+            (
+                dns(&["10.0.0.10"], &["a\nnameserver 6.6.6.6"]),
+                "config.dns_config.searches[0]",
+            ),
+        ] {
+            let err = pod_config(Some(cfg), String::new()).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument { field: f, .. } if f == field),
+                "want {field}: {err}"
+            );
+        }
     }
 }

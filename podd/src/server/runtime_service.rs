@@ -62,22 +62,39 @@ impl RuntimeService for RuntimeSvc {
     }
 
     async fn status(&self, req: Request<cri::StatusRequest>) -> Rpc<cri::StatusResponse> {
-        let condition = |t: &str| cri::RuntimeCondition {
-            r#type: t.into(),
+        let runtime_ready = cri::RuntimeCondition {
+            r#type: "RuntimeReady".into(),
             status: true,
             ..Default::default()
+        };
+        let network_ready = match self.runtime.network_ready() {
+            Ok(()) => cri::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: true,
+                ..Default::default()
+            },
+            Err(e) => cri::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: false,
+                reason: "NetworkPluginNotReady".into(),
+                message: format!("Network plugin returns error: {e}"),
+            },
         };
         let mut info = HashMap::new();
         if req.get_ref().verbose {
             info.insert(
                 "config".into(),
-                serde_json::json!({ "runtime": RUNTIME_NAME, "version": RUNTIME_VERSION })
-                    .to_string(),
+                serde_json::json!({
+                    "runtime": RUNTIME_NAME,
+                    "version": RUNTIME_VERSION,
+                    "cni": self.runtime.cni_config(),
+                })
+                .to_string(),
             );
         }
         Ok(Response::new(cri::StatusResponse {
             status: Some(cri::RuntimeStatus {
-                conditions: vec![condition("RuntimeReady"), condition("NetworkReady")],
+                conditions: vec![runtime_ready, network_ready],
             }),
             info,
             ..Default::default()
@@ -130,6 +147,14 @@ impl RuntimeService for RuntimeSvc {
                 "info".into(),
                 serde_json::to_string(&pod).expect("records serialize"),
             );
+            // CNI CHECK: is the pod's network still as ADD made it?
+            let check = match self.runtime.check_network(&pod.id).await {
+                Ok(Some(true)) => "ok".to_string(),
+                Ok(Some(false)) => "not checked (stopped pod or CNI version before 0.4.0)".into(),
+                Ok(None) => "no CNI network".into(),
+                Err(e) => format!("failed: {e}"),
+            };
+            info.insert("networkCheck".into(), check);
         }
         Ok(Response::new(cri::PodSandboxStatusResponse {
             status: Some(convert::pod_status(&pod)),
@@ -271,7 +296,8 @@ impl RuntimeService for RuntimeSvc {
         &self,
         _: Request<cri::UpdateRuntimeConfigRequest>,
     ) -> Rpc<cri::UpdateRuntimeConfigResponse> {
-        // kubelet sends the pod CIDR here; it matters once CNI networking lands.
+        // kubelet sends the node's pod CIDR here; podd's network comes from its CNI
+        // configuration (as with containerd's conf dir), so it is not used.
         Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
     }
 

@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 use crate::error::Error;
 use crate::image::registry::Kind;
 use crate::image::ImageError;
+use crate::net::NetError;
 
 pub fn to_status(err: Error) -> Status {
     let code = match &err {
@@ -14,6 +15,7 @@ pub fn to_status(err: Error) -> Status {
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
         Error::Image(e) => image_code(e),
+        Error::Net(e) => net_code(e),
         Error::Store(_) | Error::Isolate(_) | Error::Io { .. } => Code::Internal,
     };
     if code == Code::Internal {
@@ -46,6 +48,17 @@ fn image_code(e: &ImageError) -> Code {
             Kind::Failed => Code::FailedPrecondition,
             Kind::Internal => Code::Internal,
         },
+    }
+}
+
+fn net_code(e: &NetError) -> Code {
+    match e {
+        // The node is not set up for pod networking: fixable by the admin, not a podd bug.
+        NetError::NotReady(_) | NetError::BadConfig { .. } | NetError::PluginNotFound { .. } => {
+            Code::FailedPrecondition
+        }
+        NetError::Unrepresentable { .. } => Code::InvalidArgument,
+        NetError::Plugin(_) | NetError::Exec { .. } | NetError::Io { .. } => Code::Internal,
     }
 }
 

@@ -1,0 +1,253 @@
+//! A test's own CNI network: a bridge, network name and /24 subnet (10.209.N.0/24) that no
+//! other concurrently running test uses, with host-local's data dir inside the test's temp
+//! dir; and the host-side observations that prove a network left nothing behind.
+//!
+//! N is reserved with a lock file `/run/podd-e2e-nets/N` (holding the test process's pid;
+//! one left by a dead process is taken over) and only when no address or route of the host
+//! is in the subnet and no link has the bridge's name.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::host;
+
+const LOCK_DIR: &str = "/run/podd-e2e-nets";
+
+/// A reserved test network; dropping it deletes the bridge and frees the subnet.
+pub struct TestNet {
+    pub n: u8,
+    /// CNI network name, unique: `podd-e2e-N`.
+    pub name: String,
+    /// The bridge (<= 15 characters): `pe2e-N`.
+    pub bridge: String,
+    /// `10.209.N.0/24`.
+    pub subnet: String,
+    /// host-local's `dataDir` (inside the test's temp dir).
+    pub ipam_dir: PathBuf,
+    lock: PathBuf,
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {cmd}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd} {args:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether the host uses anything in 10.209.N.0/24 or has a link named `bridge`.
+fn in_use(n: u8, bridge: &str) -> Result<bool> {
+    let prefix = format!("10.209.{n}.");
+    let addrs = run("ip", &["-o", "-4", "addr", "show"])?;
+    let routes = run("ip", &["-4", "route", "show", "table", "all"])?;
+    let link = Command::new("ip")
+        .args(["link", "show", "dev", bridge])
+        .output()
+        .context("running ip link show")?;
+    Ok(addrs.contains(&prefix) || routes.contains(&prefix) || link.status.success())
+}
+
+impl TestNet {
+    /// Reserves a free N and makes the test's IPAM dir under `tmp`.
+    pub fn reserve(tmp: &Path) -> Result<TestNet> {
+        std::fs::create_dir_all(LOCK_DIR).with_context(|| format!("creating {LOCK_DIR}"))?;
+        let me = std::process::id();
+        let start = (me % 200) as u16;
+        for i in 0..254u16 {
+            let n = ((start + i) % 254 + 1) as u8;
+            let lock = Path::new(LOCK_DIR).join(n.to_string());
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(mut f) => {
+                    writeln!(f, "{me}")?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&lock).unwrap_or_default();
+                    let alive = holder
+                        .trim()
+                        .parse::<i32>()
+                        .is_ok_and(|pid| pid as u32 != me && host::alive(pid));
+                    // A lock of a dead process (or an unreadable one) is stale; one of this
+                    // process is another test's, still running.
+                    if alive || holder.trim() == me.to_string() || holder.trim().is_empty() {
+                        continue;
+                    }
+                    let _ = std::fs::remove_file(&lock);
+                    continue;
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", lock.display())),
+            }
+            let bridge = format!("pe2e-{n}");
+            if in_use(n, &bridge)? {
+                let _ = std::fs::remove_file(&lock);
+                continue;
+            }
+            let ipam_dir = tmp.join("cni-ipam");
+            std::fs::create_dir_all(&ipam_dir)?;
+            return Ok(TestNet {
+                n,
+                name: format!("podd-e2e-{n}"),
+                bridge,
+                subnet: format!("10.209.{n}.0/24"),
+                ipam_dir,
+                lock,
+            });
+        }
+        bail!("no free test subnet 10.209.N.0/24 (locks in {LOCK_DIR}); are 254 tests running?")
+    }
+
+    /// The default network podd would write (bridge + host-local + portmap with SNAT), on
+    /// this test's bridge, subnet and IPAM dir; `ipam_range` narrows the range (e.g. to one
+    /// address) when given.
+    pub fn conflist(&self, ipam_range: Option<(&str, &str)>) -> Value {
+        let mut range = json!({"subnet": self.subnet});
+        if let Some((start, end)) = ipam_range {
+            range["rangeStart"] = json!(start);
+            range["rangeEnd"] = json!(end);
+        }
+        json!({
+            "cniVersion": "1.0.0",
+            "name": self.name,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": self.bridge,
+                    "isGateway": true,
+                    "ipMasq": true,
+                    "hairpinMode": true,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[range]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "dataDir": self.ipam_dir
+                    }
+                },
+                {"type": "portmap", "snat": true, "capabilities": {"portMappings": true}}
+            ]
+        })
+    }
+
+    /// IPs host-local has allocated in this network (its files other than its lock and
+    /// last-reserved markers).
+    pub fn allocated_ips(&self) -> Vec<String> {
+        let dir = self.ipam_dir.join(&self.name);
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Interfaces enslaved to the bridge (the pods' veths).
+    pub fn veths(&self) -> Vec<String> {
+        run("ip", &["-o", "link", "show", "master", &self.bridge])
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|s| s.trim().split('@').next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// `iptables-save` lines of this network: those naming it (the bridge's masquerade and
+    /// portmap rules carry `name: "<network>"` comments), its subnet, or its bridge.
+    pub fn iptables_rules(&self) -> Result<Vec<String>> {
+        let prefix = format!("10.209.{}.", self.n);
+        let quoted = format!("\"{}\"", self.name);
+        Ok(run("iptables-save", &[])?
+            .lines()
+            .filter(|l| l.contains(&quoted) || l.contains(&prefix) || l.contains(&self.bridge))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// What the network left on the host after every pod was removed.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let ips = self.allocated_ips();
+        if !ips.is_empty() {
+            problems.push(format!("IPs still allocated in {}: {ips:?}", self.name));
+        }
+        let veths = self.veths();
+        if !veths.is_empty() {
+            problems.push(format!("veths left on bridge {}: {veths:?}", self.bridge));
+        }
+        match self.iptables_rules() {
+            Ok(r) if !r.is_empty() => {
+                problems.push(format!("iptables rules of {} left: {r:?}", self.name))
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(format!("iptables-save: {e:#}")),
+        }
+        problems
+    }
+}
+
+impl TestNet {
+    /// Deletes the iptables rules that name this network (what a failed test's pods left; a
+    /// passing test has none), then the CNI chains they were in, once empty.
+    fn remove_rules(&self) {
+        let Ok(saved) = run("iptables-save", &[]) else {
+            return;
+        };
+        let quoted = format!("\"{}\"", self.name);
+        let mut table = String::new();
+        let mut chains = Vec::new();
+        for line in saved.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+            }
+            let Some(rule) = line.strip_prefix("-A ").filter(|r| r.contains(&quoted)) else {
+                continue;
+            };
+            // iptables-save quotes as the shell does.
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("iptables -w -t {table} -D {rule}"))
+                .output();
+            let chain = rule.split(' ').next().unwrap_or("");
+            if chain.starts_with("CNI-") {
+                chains.push((table.clone(), chain.to_string()));
+            }
+        }
+        chains.dedup();
+        for (table, chain) in chains {
+            let _ = run("iptables", &["-w", "-t", &table, "-F", &chain]);
+            let _ = run("iptables", &["-w", "-t", &table, "-X", &chain]);
+        }
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        self.remove_rules();
+        let _ = Command::new("ip")
+            .args(["link", "del", "dev", &self.bridge])
+            .output();
+        let _ = std::fs::remove_file(&self.lock);
+    }
+}
+
+/// The loopback-only network podd gets by default in tests: the pod has `lo` and nothing else,
+/// nothing is made on the host.
+pub fn loopback_conflist(name: &str) -> Value {
+    json!({"cniVersion": "1.0.0", "name": name, "plugins": [{"type": "loopback"}]})
+}
