@@ -31,8 +31,8 @@ pub mod cri;
 pub mod host;
 pub mod image;
 pub mod logs;
-pub mod oci;
 pub mod net;
+pub mod oci;
 mod podd;
 pub mod registry;
 

@@ -115,7 +115,10 @@ skip_verify = false
         assert_eq!(c.cni.conf_dir, PathBuf::from("/etc/cni/net.d"));
         assert_eq!(c.cni.subnet.to_string(), "10.210.0.0/16");
         assert!(!c.cni.default_network);
-        assert_eq!(Config::parse("", p).unwrap().cni, crate::net::CniConfig::default());
+        assert_eq!(
+            Config::parse("", p).unwrap().cni,
+            crate::net::CniConfig::default()
+        );
         let err = Config::parse("[cni]\nconfdir = \"/x\"\n", p).unwrap_err();
         assert!(err.to_string().contains("cni.confdir"), "{err}");
         let err = Config::parse("[cni]\nsubnet = \"10.1.2.3\"\n", p).unwrap_err();
