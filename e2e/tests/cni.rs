@@ -18,9 +18,20 @@ async fn pod_ip(podd: &Podd, pod: &Pod) -> Result<(String, Vec<String>)> {
         .clone()
         .pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: pod.id.clone(),
-            verbose: false,
+            verbose: true,
         }))
     .await?;
+    // crictl inspectp and kubelet parse every verbose info value as JSON.
+    for (k, v) in &st.info {
+        serde_json::from_str::<serde_json::Value>(v)
+            .with_context(|| format!("verbose info {k:?} of pod {} is not JSON: {v}", pod.id))?;
+    }
+    ensure!(
+        st.info.contains_key("networkCheck"),
+        "verbose PodSandboxStatus of {} has no networkCheck: {:?}",
+        pod.id,
+        st.info.keys()
+    );
     let net = st
         .status
         .and_then(|s| s.network)

@@ -154,7 +154,11 @@ impl RuntimeService for RuntimeSvc {
                 Ok(None) => "no CNI network".into(),
                 Err(e) => format!("failed: {e}"),
             };
-            info.insert("networkCheck".into(), check);
+            // crictl and kubelet parse every info value as JSON, so the verdict is a JSON string.
+            info.insert(
+                "networkCheck".into(),
+                serde_json::Value::String(check).to_string(),
+            );
         }
         Ok(Response::new(cri::PodSandboxStatusResponse {
             status: Some(convert::pod_status(&pod)),
