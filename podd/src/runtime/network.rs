@@ -46,7 +46,13 @@ async fn teardown_at(path: &Path) -> Result<()> {
     let Some(att) = read_attachment(path)? else {
         return Ok(());
     };
-    att.del().await?;
+    // DEL is idempotent by the CNI spec, and a second DEL sees what the first removed: the
+    // bridge plugin (containernetworking-plugins 1.1) fails the DEL of an ADD it failed half-way
+    // (it deletes the veth, then its masquerade chain, which ADD never made); a retry succeeds.
+    if let Err(first) = att.del().await {
+        warn!(pod = %att.pod_id, network = %att.network.name, error = %first, "CNI DEL failed; trying once more");
+        att.del().await?;
+    }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(Error::io(format!("remove {}", path.display()))(e))
