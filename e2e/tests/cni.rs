@@ -67,7 +67,7 @@ fn http_get_localhost(port: u16) -> Result<String> {
 async fn pods_talk_over_pod_ips_and_a_host_port_reaches_a_container() -> Result<()> {
     let podd = Podd::start_with(Network::Bridge).await?;
     podd.import_test_image().await?;
-    let prefix = format!("10.209.{}.", podd.net()?.n);
+    let prefix = podd.net()?.addr_prefix();
     let host_port = free_port()?;
 
     let mut cfg = podd.pod_config("web", "web-a");
@@ -307,7 +307,7 @@ async fn a_failed_add_leaves_nothing_behind_and_says_why() -> Result<()> {
     );
 
     // An exhausted range: one address, taken by the first pod.
-    let only = format!("10.209.{}.7", net.n);
+    let only = net.addr(7);
     podd.write_cni_config(&net.conflist(Some((&only, &only))))?;
     let first = podd.run_default_pod("first").await?;
     ensure!(
