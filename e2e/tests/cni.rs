@@ -291,7 +291,7 @@ async fn a_failed_add_leaves_nothing_behind_and_says_why() -> Result<()> {
     fails_cleanly(
         &podd,
         "tuning",
-        tonic::Code::Internal,
+        tonic::Code::Unavailable,
         &["\"tuning\"", "ADD", &net.name],
     )
     .await?;
@@ -317,7 +317,7 @@ async fn a_failed_add_leaves_nothing_behind_and_says_why() -> Result<()> {
     fails_cleanly(
         &podd,
         "exhausted",
-        tonic::Code::Internal,
+        tonic::Code::ResourceExhausted,
         &["\"bridge\"", "no IP addresses available"],
     )
     .await?;
