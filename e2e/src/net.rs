@@ -1,21 +1,34 @@
-//! A test's own CNI network: a bridge, network name and /24 subnet (10.209.N.0/24) that no
+//! A test's own CNI network: a bridge, network name and /24 subnet (10.211.N.0/24) that no
 //! other concurrently running test uses, with host-local's data dir inside the test's temp
 //! dir; and the host-side observations that prove a network left nothing behind.
 //!
 //! N is reserved with a lock file `/run/podd-e2e-nets/N` (holding the test process's pid;
 //! one left by a dead process is taken over) and only when no address or route of the host
-//! is in the subnet and no link has the bridge's name.
+//! overlaps the subnet and no link has the bridge's name.
+//!
+//! 10.211.0.0/16 is the tests' own: it overlaps neither podd's default pod subnet
+//! (10.209.0.0/16, which a podd on the host, e.g. hack/demo's bridge podd0, may use) nor the
+//! defaults of other runtimes (containerd/podman 10.88/16, CRI-O 10.85/16, flannel 10.244/16,
+//! Kubernetes services 10.96/12, docker 172.17/16).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
 use crate::host;
 
 const LOCK_DIR: &str = "/run/podd-e2e-nets";
+
+/// The tests' range; N is the third octet.
+const TEST_RANGE: [u8; 2] = [10, 211];
+
+fn test_subnet(n: u8) -> Ipv4Net {
+    Ipv4Net::new([TEST_RANGE[0], TEST_RANGE[1], n, 0].into(), 24).expect("24 is a valid prefix")
+}
 
 /// A reserved test network; dropping it deletes the bridge and frees the subnet.
 pub struct TestNet {
@@ -24,7 +37,7 @@ pub struct TestNet {
     pub name: String,
     /// The bridge (<= 15 characters): `pe2e-N`.
     pub bridge: String,
-    /// `10.209.N.0/24`.
+    /// `10.211.N.0/24`.
     pub subnet: String,
     /// host-local's `dataDir` (inside the test's temp dir).
     pub ipam_dir: PathBuf,
@@ -46,16 +59,56 @@ fn run(cmd: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Whether the host uses anything in 10.209.N.0/24 or has a link named `bridge`.
-fn in_use(n: u8, bridge: &str) -> Result<bool> {
-    let prefix = format!("10.209.{n}.");
-    let addrs = run("ip", &["-o", "-4", "addr", "show"])?;
-    let routes = run("ip", &["-4", "route", "show", "table", "all"])?;
+/// The IPv4 prefixes the host uses: its addresses' networks and its routes' destinations
+/// (every table; the default route is left out, as it overlaps everything).
+fn host_prefixes() -> Result<Vec<Ipv4Net>> {
+    let mut nets = Vec::new();
+    let addrs: Value = serde_json::from_str(&run("ip", &["-j", "-4", "addr", "show"])?)
+        .context("parsing `ip -j addr` output")?;
+    for a in addrs.as_array().into_iter().flatten() {
+        for info in a["addr_info"].as_array().into_iter().flatten() {
+            let (Some(local), Some(len)) = (info["local"].as_str(), info["prefixlen"].as_u64())
+            else {
+                continue;
+            };
+            if let Ok(net) = format!("{local}/{len}").parse::<Ipv4Net>() {
+                nets.push(net.trunc());
+            }
+        }
+    }
+    let routes: Value =
+        serde_json::from_str(&run("ip", &["-j", "-4", "route", "show", "table", "all"])?)
+            .context("parsing `ip -j route` output")?;
+    for r in routes.as_array().into_iter().flatten() {
+        let dst = r["dst"].as_str().unwrap_or("default");
+        if dst == "default" {
+            continue;
+        }
+        let net = if dst.contains('/') {
+            dst.parse::<Ipv4Net>()
+        } else {
+            format!("{dst}/32").parse::<Ipv4Net>()
+        };
+        match net {
+            Ok(net) => nets.push(net.trunc()),
+            Err(_) => bail!("unexpected route destination {dst:?} in `ip -j route`"),
+        }
+    }
+    Ok(nets)
+}
+
+/// Whether two prefixes share an address (one contains the other's network address).
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Whether the host uses anything overlapping `subnet` or has a link named `bridge`.
+fn in_use(subnet: &Ipv4Net, bridge: &str) -> Result<bool> {
     let link = Command::new("ip")
         .args(["link", "show", "dev", bridge])
         .output()
         .context("running ip link show")?;
-    Ok(addrs.contains(&prefix) || routes.contains(&prefix) || link.status.success())
+    Ok(link.status.success() || host_prefixes()?.iter().any(|p| overlaps(p, subnet)))
 }
 
 impl TestNet {
@@ -92,7 +145,7 @@ impl TestNet {
                 Err(e) => return Err(e).with_context(|| format!("creating {}", lock.display())),
             }
             let bridge = format!("pe2e-{n}");
-            if in_use(n, &bridge)? {
+            if in_use(&test_subnet(n), &bridge)? {
                 let _ = std::fs::remove_file(&lock);
                 continue;
             }
@@ -102,12 +155,27 @@ impl TestNet {
                 n,
                 name: format!("podd-e2e-{n}"),
                 bridge,
-                subnet: format!("10.209.{n}.0/24"),
+                subnet: test_subnet(n).to_string(),
                 ipam_dir,
                 lock,
             });
         }
-        bail!("no free test subnet 10.209.N.0/24 (locks in {LOCK_DIR}); are 254 tests running?")
+        bail!(
+            "no free test subnet {}.{}.N.0/24 (locks in {LOCK_DIR}; or the host routes them); \
+             are 254 tests running?",
+            TEST_RANGE[0],
+            TEST_RANGE[1]
+        )
+    }
+
+    /// The text every address of this network starts with (`10.211.N.`).
+    pub fn addr_prefix(&self) -> String {
+        format!("{}.{}.{}.", TEST_RANGE[0], TEST_RANGE[1], self.n)
+    }
+
+    /// The address `10.211.N.last` of this network.
+    pub fn addr(&self, last: u8) -> String {
+        format!("{}{last}", self.addr_prefix())
     }
 
     /// The default network podd would write (bridge + host-local + portmap with SNAT), on
@@ -170,13 +238,20 @@ impl TestNet {
     /// `iptables-save` lines of this network: those naming it (the bridge's masquerade and
     /// portmap rules carry `name: "<network>"` comments), its subnet, or its bridge.
     pub fn iptables_rules(&self) -> Result<Vec<String>> {
-        let prefix = format!("10.209.{}.", self.n);
-        let quoted = format!("\"{}\"", self.name);
+        let prefix = self.addr_prefix();
+        let quoted = self.comment_needle();
         Ok(run("iptables-save", &[])?
             .lines()
             .filter(|l| l.contains(&quoted) || l.contains(&prefix) || l.contains(&self.bridge))
             .map(str::to_string)
             .collect())
+    }
+
+    /// What identifies this network in an iptables-save comment: its name in the plugins'
+    /// `name: "<network>"`, which iptables-save prints escaped as `\"<network>\"` (so the
+    /// closing quote tells podd-e2e-5 from podd-e2e-50).
+    fn comment_needle(&self) -> String {
+        comment_needle(&self.name)
     }
 
     /// What the network left on the host after every pod was removed.
@@ -203,37 +278,75 @@ impl TestNet {
 
 impl TestNet {
     /// Deletes the iptables rules that name this network (what a failed test's pods left; a
-    /// passing test has none), then the CNI chains they were in, once empty.
+    /// passing test has none), then the CNI chains they were in, once empty. The rules go
+    /// back to iptables as iptables-save printed them, as `-D` lines of an
+    /// `iptables-restore --noflush` script: no shell re-parses their quoting.
     fn remove_rules(&self) {
         let Ok(saved) = run("iptables-save", &[]) else {
             return;
         };
-        let quoted = format!("\"{}\"", self.name);
-        let mut table = String::new();
-        let mut chains = Vec::new();
-        for line in saved.lines() {
-            if let Some(t) = line.strip_prefix('*') {
-                table = t.to_string();
-            }
-            let Some(rule) = line.strip_prefix("-A ").filter(|r| r.contains(&quoted)) else {
-                continue;
-            };
-            // iptables-save quotes as the shell does.
-            let _ = Command::new("sh")
-                .arg("-c")
-                .arg(format!("iptables -w -t {table} -D {rule}"))
-                .output();
-            let chain = rule.split(' ').next().unwrap_or("");
-            if chain.starts_with("CNI-") {
-                chains.push((table.clone(), chain.to_string()));
-            }
+        let (script, chains) = delete_script(&saved, &self.comment_needle());
+        if script.is_empty() {
+            return;
         }
-        chains.dedup();
+        let restore = Command::new("iptables-restore")
+            .arg("--noflush")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Ok(mut child) = restore {
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(script.as_bytes());
+            }
+            let _ = child.wait();
+        }
         for (table, chain) in chains {
             let _ = run("iptables", &["-w", "-t", &table, "-F", &chain]);
             let _ = run("iptables", &["-w", "-t", &table, "-X", &chain]);
         }
     }
+}
+
+fn comment_needle(network: &str) -> String {
+    format!("\"{network}\\\"")
+}
+
+/// From `iptables-save` output, an `iptables-restore` script deleting every rule containing
+/// `needle`, and the CNI chains (table, chain) those rules were in.
+fn delete_script(saved: &str, needle: &str) -> (String, Vec<(String, String)>) {
+    let mut script = String::new();
+    let mut chains = Vec::new();
+    let mut table: Option<&str> = None;
+    let mut opened = false;
+    for line in saved.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = Some(t);
+            opened = false;
+            continue;
+        }
+        if line == "COMMIT" && opened {
+            script.push_str("COMMIT\n");
+            opened = false;
+            continue;
+        }
+        let (Some(t), Some(rule)) = (table, line.strip_prefix("-A ")) else {
+            continue;
+        };
+        if !rule.contains(needle) {
+            continue;
+        }
+        if !opened {
+            script.push_str(&format!("*{t}\n"));
+            opened = true;
+        }
+        script.push_str(&format!("-D {rule}\n"));
+        let chain = rule.split(' ').next().unwrap_or("");
+        if chain.starts_with("CNI-") && !chains.iter().any(|(tt, c)| tt == t && c == chain) {
+            chains.push((t.to_string(), chain.to_string()));
+        }
+    }
+    (script, chains)
 }
 
 impl Drop for TestNet {
@@ -250,4 +363,57 @@ impl Drop for TestNet {
 /// nothing is made on the host.
 pub fn loopback_conflist(name: &str) -> Value {
     json!({"cniVersion": "1.0.0", "name": name, "plugins": [{"type": "loopback"}]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_test_range_overlaps_no_default_pod_subnet() {
+        for other in [
+            "10.209.0.0/16",
+            "10.88.0.0/16",
+            "10.85.0.0/16",
+            "10.244.0.0/16",
+            "10.96.0.0/12",
+            "172.17.0.0/16",
+        ] {
+            for n in [1, 128, 254] {
+                assert!(!overlaps(&test_subnet(n), &net(other)), "{n} vs {other}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_delete_script_holds_only_the_networks_rules_per_table() {
+        let saved = "# Generated by iptables-save\n*filter\n:INPUT ACCEPT [0:0]\n\
+            -A FORWARD -j ACCEPT\nCOMMIT\n*nat\n:CNI-abc - [0:0]\n\
+            -A POSTROUTING -s 10.211.5.2/32 -m comment --comment \"name: \\\"podd-e2e-5\\\" id: \\\"x\\\"\" -j CNI-abc\n\
+            -A CNI-abc -d 10.211.5.0/24 -m comment --comment \"name: \\\"podd-e2e-5\\\" id: \\\"x\\\"\" -j ACCEPT\n\
+            -A POSTROUTING -m comment --comment \"name: \\\"podd-e2e-50\\\"\" -j MASQUERADE\nCOMMIT\n";
+        let (script, chains) = delete_script(saved, &comment_needle("podd-e2e-5"));
+        assert_eq!(
+            script,
+            "*nat\n\
+             -D POSTROUTING -s 10.211.5.2/32 -m comment --comment \"name: \\\"podd-e2e-5\\\" id: \\\"x\\\"\" -j CNI-abc\n\
+             -D CNI-abc -d 10.211.5.0/24 -m comment --comment \"name: \\\"podd-e2e-5\\\" id: \\\"x\\\"\" -j ACCEPT\n\
+             COMMIT\n"
+        );
+        assert_eq!(chains, vec![("nat".to_string(), "CNI-abc".to_string())]);
+    }
+
+    #[test]
+    fn overlap_compares_prefixes_not_text() {
+        let s = test_subnet(5);
+        assert!(overlaps(&s, &net("10.211.5.7/32")));
+        assert!(overlaps(&s, &net("10.211.0.0/16")));
+        assert!(overlaps(&s, &net("10.0.0.0/8")));
+        assert!(!overlaps(&s, &net("10.211.50.0/24")));
+        assert!(!overlaps(&s, &net("110.211.5.0/24")));
+    }
 }

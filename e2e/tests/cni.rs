@@ -67,7 +67,7 @@ fn http_get_localhost(port: u16) -> Result<String> {
 async fn pods_talk_over_pod_ips_and_a_host_port_reaches_a_container() -> Result<()> {
     let podd = Podd::start_with(Network::Bridge).await?;
     podd.import_test_image().await?;
-    let prefix = format!("10.209.{}.", podd.net()?.n);
+    let prefix = podd.net()?.addr_prefix();
     let host_port = free_port()?;
 
     let mut cfg = podd.pod_config("web", "web-a");
@@ -291,7 +291,7 @@ async fn a_failed_add_leaves_nothing_behind_and_says_why() -> Result<()> {
     fails_cleanly(
         &podd,
         "tuning",
-        tonic::Code::Internal,
+        tonic::Code::Unavailable,
         &["\"tuning\"", "ADD", &net.name],
     )
     .await?;
@@ -307,7 +307,7 @@ async fn a_failed_add_leaves_nothing_behind_and_says_why() -> Result<()> {
     );
 
     // An exhausted range: one address, taken by the first pod.
-    let only = format!("10.209.{}.7", net.n);
+    let only = net.addr(7);
     podd.write_cni_config(&net.conflist(Some((&only, &only))))?;
     let first = podd.run_default_pod("first").await?;
     ensure!(
@@ -317,7 +317,7 @@ async fn a_failed_add_leaves_nothing_behind_and_says_why() -> Result<()> {
     fails_cleanly(
         &podd,
         "exhausted",
-        tonic::Code::Internal,
+        tonic::Code::ResourceExhausted,
         &["\"bridge\"", "no IP addresses available"],
     )
     .await?;
@@ -496,5 +496,93 @@ async fn kill_9_during_add_is_torn_down_at_restart() -> Result<()> {
         || async { e2e::host::processes_mentioning(&w).is_empty().then_some(()) },
     )
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn stop_and_remove_after_the_infra_died_tear_the_network_down_twice_over() -> Result<()> {
+    let podd = Podd::start_with(Network::Bridge).await?;
+    let net = podd.net()?;
+    let pod = podd.run_default_pod("orphan").await?;
+    let (ip, _) = pod_ip(&podd, &pod).await?;
+    ensure!(
+        net.allocated_ips() == vec![ip.clone()] && net.veths().len() == 1,
+        "before: IPs {:?}, veths {:?}",
+        net.allocated_ips(),
+        net.veths()
+    );
+    let st = rpc(podd
+        .runtime
+        .clone()
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.id.clone(),
+            verbose: true,
+        }))
+    .await?;
+    let record: serde_json::Value = serde_json::from_str(
+        st.info
+            .get("info")
+            .context("no verbose \"info\" (the pod record)")?,
+    )?;
+    let pid = record["infra"]["pid"]
+        .as_i64()
+        .with_context(|| format!("no infra pid in the pod record {record}"))? as i32;
+    let pin_dir = std::path::PathBuf::from(
+        record["pin_dir"]
+            .as_str()
+            .with_context(|| format!("no pin_dir in the pod record {record}"))?,
+    );
+    ensure!(pin_dir.exists(), "pin dir {} missing", pin_dir.display());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .with_context(|| format!("kill -9 the infra {pid}"))?;
+    e2e::eventually("the infra to die", Duration::from_secs(10), || async {
+        (!e2e::host::alive(pid)).then_some(())
+    })
+    .await?;
+
+    // With the infra gone the netns lives on in its pin: DEL must still reach it, and a
+    // repeated Stop or Remove (kubelet retries) must succeed and find nothing to do.
+    for round in 1..=2 {
+        rpc(podd
+            .runtime
+            .clone()
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.id.clone(),
+            }))
+        .await
+        .with_context(|| format!("StopPodSandbox #{round} after the infra died"))?;
+        let left = net.leftovers();
+        ensure!(left.is_empty(), "after StopPodSandbox #{round}: {left:?}");
+    }
+    for round in 1..=2 {
+        rpc(podd
+            .runtime
+            .clone()
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod.id.clone(),
+            }))
+        .await
+        .with_context(|| format!("RemovePodSandbox #{round} after the infra died"))?;
+    }
+    let left = net.leftovers();
+    ensure!(left.is_empty(), "after RemovePodSandbox: {left:?}");
+    ensure!(
+        !pin_dir.exists(),
+        "netns pin dir {} left",
+        pin_dir.display()
+    );
+    ensure!(
+        podd.run_dir_pods().is_empty(),
+        "pins left: {:?}",
+        podd.run_dir_pods()
+    );
+    ensure!(
+        podd.list_pods().await?.is_empty(),
+        "the pod is still listed"
+    );
     Ok(())
 }

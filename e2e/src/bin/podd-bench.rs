@@ -243,7 +243,7 @@ async fn main() -> Result<()> {
     let podd = Podd::start_with(Network::Bridge).await?;
     podd.import_test_image().await?;
     let logs = podd.tmp_dir().join("logs");
-    let podd_prefix = format!("10.209.{}.", podd.net()?.n);
+    let podd_prefix = podd.net()?.addr_prefix();
     let ours = summarize(&measure(Runtime::Podd, podd.runtime.clone(), pods, &logs, None).await?);
     let ours_net = summarize(
         &measure(
@@ -282,7 +282,7 @@ async fn main() -> Result<()> {
             let conf = conf_dir.join("05-bench.conflist");
             std::fs::write(&conf, serde_json::to_vec_pretty(&net.conflist(None))?)
                 .with_context(|| format!("writing {}", conf.display()))?;
-            let prefix = format!("10.209.{}.", net.n);
+            let prefix = net.addr_prefix();
             let mut client = RuntimeServiceClient::new(channel);
             wait_for_network(&mut client, ref_logs.path(), &prefix).await?;
             let f_net = measure(

@@ -71,6 +71,13 @@ impl NetConfList {
     pub fn plugin_type(plugin: &Map<String, Value>) -> &str {
         plugin.get("type").and_then(Value::as_str).unwrap_or("")
     }
+
+    /// The IPAM plugin a plugin delegates to (`ipam.type`), when it has an `ipam` section.
+    pub fn ipam_type(plugin: &Map<String, Value>) -> Option<&str> {
+        plugin
+            .get("ipam")
+            .map(|i| i.get("type").and_then(Value::as_str).unwrap_or(""))
+    }
 }
 
 fn is_config_file(p: &Path) -> bool {
@@ -149,6 +156,14 @@ pub fn parse(path: &Path, data: &[u8]) -> Result<NetConfList> {
                 "plugins[{i}].type must name a plugin binary (got {:?})",
                 p.get("type")
             )));
+        }
+        if let Some(ipam) = NetConfList::ipam_type(p) {
+            if ipam.is_empty() || ipam.contains('/') || ipam.starts_with('.') {
+                return Err(bad(format!(
+                    "plugins[{i}].ipam.type must name an IPAM plugin binary (got {:?})",
+                    p.get("ipam").and_then(|i| i.get("type"))
+                )));
+            }
         }
     }
     Ok(NetConfList {
@@ -294,6 +309,10 @@ mod tests {
             (
                 r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"type":"../x"}]}"#,
                 "plugins[0].type",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"type":"x","ipam":{}}]}"#,
+                "plugins[0].ipam.type",
             ),
         ] {
             let err = parse(Path::new("/c/x.conflist"), body.as_bytes()).unwrap_err();

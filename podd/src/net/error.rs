@@ -50,8 +50,9 @@ pub enum NetError {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "CNI plugin {plugin:?} of network {network:?} failed {command} for pod {pod}: \
-     {msg}{} (CNI error code {code})",
-    details.as_deref().filter(|d| !d.is_empty()).map(|d| format!(": {d}")).unwrap_or_default()
+     {msg}{} (CNI error code {code}); {}",
+    details.as_deref().filter(|d| !d.is_empty()).map(|d| format!(": {d}")).unwrap_or_default(),
+    self.what_to_do()
 )]
 pub struct PluginFailure {
     pub network: String,
@@ -61,6 +62,25 @@ pub struct PluginFailure {
     pub code: u32,
     pub msg: String,
     pub details: Option<String>,
+}
+
+impl PluginFailure {
+    /// Whether the IPAM plugin ran out of addresses. host-local reports it as a plain error
+    /// (code 999 or 100 depending on the version, no dedicated CNI code), so its text is what
+    /// tells: "no IP addresses available in range set".
+    pub fn ip_exhausted(&self) -> bool {
+        const TEXT: &str = "no IP addresses available";
+        self.msg.contains(TEXT) || self.details.as_deref().is_some_and(|d| d.contains(TEXT))
+    }
+
+    fn what_to_do(&self) -> &'static str {
+        if self.ip_exhausted() {
+            "the network's address range is used up: remove pods, or widen the range in the \
+             CNI configuration (--pod-subnet for podd's default network)"
+        } else {
+            "fix the cause the plugin names (or the network's CNI configuration), then retry"
+        }
+    }
 }
 
 impl NetError {

@@ -192,12 +192,16 @@ impl Attachment {
         })
     }
 
-    /// Every plugin binary exists (checked before ADD, so that a missing one fails before
-    /// anything was made).
+    /// Every plugin binary exists, and every IPAM plugin they delegate to (checked before
+    /// ADD, so that a missing one fails before anything was made: bridge would otherwise
+    /// make its bridge and veth before host-local turned out to be missing).
     pub fn check_plugins(&self) -> Result<()> {
         let dirs = self.bin_dirs();
         for p in &self.network.plugins {
             self.binary(NetConfList::plugin_type(p), &dirs)?;
+            if let Some(ipam) = NetConfList::ipam_type(p) {
+                self.binary(ipam, &dirs)?;
+            }
         }
         Ok(())
     }
@@ -390,6 +394,34 @@ mod tests {
         let err = att.check_plugins().unwrap_err().to_string();
         assert!(
             err.contains("\"bridge\"") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_ipam_plugin_is_found_before_add() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for bin in ["bridge", "portmap"] {
+            let p = dir.path().join(bin);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let with_ipam = super::super::config::parse(
+            Path::new("/c/10-t.conflist"),
+            br#"{"cniVersion":"1.0.0","name":"t","plugins":[
+                {"type":"bridge","bridge":"b0","ipam":{"type":"host-local"}},
+                {"type":"portmap","capabilities":{"portMappings":true}}]}"#,
+        )
+        .unwrap();
+        let att =
+            Attachment::new(&pod(), list(), "/n".into(), &[dir.path().into()], vec![]).unwrap();
+        att.check_plugins().unwrap();
+        let att =
+            Attachment::new(&pod(), with_ipam, "/n".into(), &[dir.path().into()], vec![]).unwrap();
+        let err = att.check_plugins().unwrap_err().to_string();
+        assert!(
+            err.contains("\"host-local\"") && err.contains("\"t\""),
             "{err}"
         );
     }
