@@ -47,6 +47,8 @@ struct Inner {
     hits: HashMap<String, usize>,
     /// Every request answers this status (a failing mirror).
     fail_all: Option<StatusCode>,
+    /// Requests that carried an Authorization header.
+    authorizations: usize,
 }
 
 #[derive(Clone)]
@@ -247,6 +249,11 @@ impl FakeRegistry {
         self.inner().fail_all = status;
     }
 
+    /// Requests so far that carried an Authorization header (token requests included).
+    pub fn authorizations(&self) -> usize {
+        self.inner().authorizations
+    }
+
     /// GET requests of blob `digest` so far.
     pub fn blob_hits(&self, digest: &str) -> usize {
         let i = self.inner();
@@ -281,6 +288,9 @@ fn unauthorized(challenge: String) -> Response {
 
 async fn token(State(s): State<Shared>, headers: HeaderMap) -> Response {
     let auth = s.auth.lock().unwrap().clone();
+    if headers.contains_key(header::AUTHORIZATION) {
+        s.inner.lock().unwrap().authorizations += 1;
+    }
     match auth {
         AuthMode::Bearer(u, p) if basic_ok(&headers, &u, &p) => {
             axum::Json(json!({"token": TOKEN})).into_response()
@@ -323,6 +333,9 @@ async fn serve(State(s): State<Shared>, req: Request) -> Response {
     let fail = {
         let mut i = s.inner.lock().unwrap();
         *i.hits.entry(path.clone()).or_default() += 1;
+        if headers.contains_key(header::AUTHORIZATION) {
+            i.authorizations += 1;
+        }
         i.fail_all
     };
     if let Some(status) = fail {

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::StreamExt;
 use tracing::{debug, info, warn};
 
-use super::auth::Credentials;
+use super::auth::PullAuth;
 use super::client::{error_chain, EndpointClient, Resolved};
 use super::error::RegistryError;
 use super::hosts::Registries;
@@ -83,10 +83,10 @@ impl Puller {
     pub async fn pull(
         &self,
         reference: &str,
-        creds: &Credentials,
+        auth: &PullAuth,
         progress: &ProgressTx,
     ) -> Result<Image, ImageError> {
-        let result = self.pull_inner(reference, creds, progress).await;
+        let result = self.pull_inner(reference, auth, progress).await;
         if let Err(e) = &result {
             warn!(reference, error = %e, "pull failed");
         }
@@ -96,7 +96,7 @@ impl Puller {
     async fn pull_inner(
         &self,
         reference: &str,
-        creds: &Credentials,
+        auth: &PullAuth,
         progress: &ProgressTx,
     ) -> Result<Image, ImageError> {
         let started = Instant::now();
@@ -119,7 +119,7 @@ impl Puller {
             current: 0,
             status: "resolving",
         });
-        let (client, resolved) = self.resolve(&r, creds, wanted_digest.as_ref()).await?;
+        let (client, resolved) = self.resolve(&r, auth, wanted_digest.as_ref()).await?;
         let client = Arc::new(client);
         let dir = self.store.download_dir();
         tokio::fs::create_dir_all(&dir)
@@ -138,7 +138,6 @@ impl Puller {
         for need in needs.iter() {
             let fetch = self.fetch(
                 Arc::clone(&client),
-                creds.clone(),
                 need.digest.clone(),
                 need.size,
                 need.kind,
@@ -208,7 +207,7 @@ impl Puller {
     async fn resolve(
         &self,
         r: &Reference,
-        creds: &Credentials,
+        auth: &PullAuth,
         digest: Option<&Digest>,
     ) -> Result<(EndpointClient, Resolved), RegistryError> {
         let endpoints = self.registries.endpoints(&r.domain);
@@ -216,8 +215,8 @@ impl Puller {
         let mut last = None;
         for ep in &endpoints {
             let attempt = async {
-                let client = EndpointClient::new(ep, r)?;
-                let resolved = client.resolve(creds, r.tag.as_deref(), digest).await?;
+                let client = EndpointClient::new(ep, r, auth.for_endpoint(ep))?;
+                let resolved = client.resolve(r.tag.as_deref(), digest).await?;
                 Ok::<_, RegistryError>((client, resolved))
             }
             .await;
@@ -249,7 +248,6 @@ impl Puller {
     fn fetch(
         &self,
         client: Arc<EndpointClient>,
-        creds: Credentials,
         digest: Digest,
         size: u64,
         kind: &'static str,
@@ -284,7 +282,6 @@ impl Puller {
                         map.insert(digest.clone(), rx.clone());
                         let job = Job {
                             client,
-                            creds,
                             digest: digest.clone(),
                             size,
                             kind,
@@ -328,7 +325,6 @@ impl Puller {
 /// One blob download, reporting to every pull that waits for it.
 struct Job {
     client: Arc<EndpointClient>,
-    creds: Credentials,
     digest: Digest,
     size: u64,
     kind: &'static str,
@@ -392,7 +388,7 @@ impl Job {
         };
         let mut stream = self
             .client
-            .blob_stream(&self.digest, self.size, &self.creds)
+            .blob_stream(&self.digest, self.size)
             .await
             .map_err(|e| match e {
                 RegistryError::Tampered { detail, .. } => tampered(detail),

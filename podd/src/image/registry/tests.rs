@@ -49,7 +49,7 @@ fn registries(toml_text: &str) -> Registries {
 
 async fn pull(env: &Env, r: &str, creds: &Credentials) -> Result<crate::image::Image, ImageError> {
     let (tx, _rx) = mpsc::unbounded_channel();
-    env.puller.pull(r, creds, &tx).await
+    env.puller.pull(r, &creds.clone().into(), &tx).await
 }
 
 /// Pulls, collecting every progress event.
@@ -58,7 +58,7 @@ async fn pull_events(
     r: &str,
 ) -> (Result<crate::image::Image, ImageError>, Vec<Progress>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let res = env.puller.pull(r, &Credentials::Anonymous, &tx).await;
+    let res = env.puller.pull(r, &PullAuth::default(), &tx).await;
     drop(tx);
     let mut events = Vec::new();
     while let Some(e) = rx.recv().await {
@@ -459,6 +459,70 @@ async fn mirrors_are_tried_in_order_and_fall_through_to_the_host() {
     assert_nothing_stored(&env3);
 }
 
+async fn pull_with(env: &Env, r: &str, auth: &PullAuth) -> Result<crate::image::Image, ImageError> {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    env.puller.pull(r, auth, &tx).await
+}
+
+#[tokio::test]
+async fn credentials_never_reach_a_mirror_they_were_not_given_for() {
+    // Both ask for the same Basic login: oci-client only sends credentials when challenged,
+    // so a mirror that challenges is what would see them.
+    let host = FakeRegistry::start(AuthMode::Basic("u".into(), "p".into())).await;
+    let layers = [(tar_with("m", b"mirrored"), Compression::Gzip)];
+    let built = host.add_image("lib/app", "1", &layers, false);
+    let mirror = FakeRegistry::start(AuthMode::Basic("u".into(), "p".into())).await;
+    mirror.add_image("lib/app", "1", &layers, false);
+    let cfg = format!(
+        "[registries.\"{}\"]\nmirrors = [\"http://{}\"]\n",
+        host.host(),
+        mirror.host()
+    );
+    let r = format!("{}/lib/app:1", host.host());
+    let creds = basic("u", "p");
+
+    // No server_address: the credentials are the reference's registry's only; the mirror
+    // answers the anonymous pull 401 and the host serves it.
+    let env1 = env_with(registries(&cfg));
+    let img = pull_with(&env1, &r, &PullAuth::new(creds.clone(), "").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(img.id, built.config_digest);
+    assert_eq!(
+        mirror.authorizations(),
+        0,
+        "the mirror was sent credentials"
+    );
+    assert!(host.authorizations() > 0);
+    // server_address naming the registry, as a URL.
+    let env2 = env_with(registries(&cfg));
+    let for_host = PullAuth::new(creds.clone(), &format!("http://{}/v1/", host.host())).unwrap();
+    pull_with(&env2, &r, &for_host).await.unwrap();
+    assert_eq!(
+        mirror.authorizations(),
+        0,
+        "the mirror was sent credentials"
+    );
+
+    // server_address naming another registry: nobody gets them, the host asks for some.
+    let env3 = env_with(registries(&cfg));
+    let other = PullAuth::new(creds.clone(), "other.example").unwrap();
+    let e = registry_err(pull_with(&env3, &r, &other).await.unwrap_err());
+    assert_eq!(e.kind(), Kind::Unauthenticated, "{e}");
+    assert!(e.to_string().contains("requires credentials"), "{e}");
+    assert_eq!(
+        mirror.authorizations(),
+        0,
+        "the mirror was sent credentials"
+    );
+
+    // server_address naming the mirror: the mirror gets them (and only then).
+    let env4 = env_with(registries(&cfg));
+    let for_mirror = PullAuth::new(creds, &mirror.host()).unwrap();
+    pull_with(&env4, &r, &for_mirror).await.unwrap();
+    assert!(mirror.authorizations() > 0);
+}
+
 #[tokio::test]
 async fn concurrent_pulls_of_one_image_download_each_blob_once() {
     let reg = FakeRegistry::start(AuthMode::None).await;
@@ -518,7 +582,8 @@ async fn an_interrupted_pull_leaves_no_image_and_the_next_one_completes() {
     let env2 = super::tests::env();
     {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let fut = env2.puller.pull(&r, &Credentials::Anonymous, &tx);
+        let auth = PullAuth::default();
+        let fut = env2.puller.pull(&r, &auth, &tx);
         tokio::pin!(fut);
         loop {
             tokio::select! {
