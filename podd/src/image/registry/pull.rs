@@ -56,6 +56,23 @@ pub struct Puller {
     registries: Registries,
     inflight: InFlight,
     slots: Arc<Semaphore>,
+    /// Runs once between the downloads and the ingestion of the next pull.
+    #[cfg(test)]
+    pub(crate) before_ingest: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+/// One pull's own directory of hard links to every blob it needs (under the shared
+/// download directory), removed when the pull ends. A link keeps the content alive
+/// whatever happens to the file it was made from: a RemoveImage that garbage-collects a
+/// stored blob, or another pull that cleans up a shared download after ingesting it.
+struct PullDir(PathBuf);
+
+impl Drop for PullDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            warn!(path = %self.0.display(), error = %e, "cannot remove a pull's directory; it is removed at the next start");
+        }
+    }
 }
 
 /// A blob the pull needs.
@@ -72,6 +89,8 @@ impl Puller {
             registries,
             inflight: Arc::default(),
             slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),
+            #[cfg(test)]
+            before_ingest: Mutex::new(None),
         }
     }
 
@@ -121,13 +140,14 @@ impl Puller {
         });
         let (client, resolved) = self.resolve(&r, auth, wanted_digest.as_ref()).await?;
         let client = Arc::new(client);
-        let dir = self.store.download_dir();
-        tokio::fs::create_dir_all(&dir)
+        let shared = self.store.download_dir();
+        let own = PullDir(shared.join(format!("pull-{}", uuid::Uuid::new_v4())));
+        tokio::fs::create_dir_all(&own.0)
             .await
-            .map_err(|e| ImageError::io("create directory", &dir, e))?;
+            .map_err(|e| ImageError::io("create directory", &own.0, e))?;
 
         let manifest_size = resolved.manifest_bytes.len() as u64;
-        write_verified(&dir, &resolved.manifest_digest, &resolved.manifest_bytes).await?;
+        write_verified(&own.0, &resolved.manifest_digest, &resolved.manifest_bytes).await?;
         if let Some(index) = &resolved.index_digest {
             let _ = progress.send(done(index, "index", 0));
         }
@@ -138,6 +158,7 @@ impl Puller {
         for need in needs.iter() {
             let fetch = self.fetch(
                 Arc::clone(&client),
+                own.0.clone(),
                 need.digest.clone(),
                 need.size,
                 need.kind,
@@ -160,7 +181,12 @@ impl Puller {
         }
 
         let downloaded_at = started.elapsed();
+        #[cfg(test)]
+        if let Some(hook) = self.before_ingest.lock().unwrap().take() {
+            hook();
+        }
         let store = Arc::clone(&self.store);
+        let dir = own.0.clone();
         let tag = normalized.clone();
         let manifest_digest = resolved.manifest_digest.clone();
         let index_digest = resolved.index_digest.clone();
@@ -187,7 +213,12 @@ impl Puller {
             )
         })
         .await?;
+        drop(own);
         for need in &needs {
+            // The store has it now; a pull still wanting the download has its own link.
+            if self.store.blob_path(&need.digest).is_file() {
+                let _ = tokio::fs::remove_file(shared.join(need.digest.hex())).await;
+            }
             let _ = progress.send(done(&need.digest, need.kind, need.size));
         }
         info!(
@@ -242,12 +273,13 @@ impl Puller {
         })
     }
 
-    /// Makes sure the verified blob is in the store or the download directory, downloading
-    /// it unless another pull already is (then it waits for that one). Returns the bytes
-    /// this call downloaded itself.
+    /// Links the verified blob into the pull's own directory `own`, from the store or the
+    /// shared download directory, downloading it first unless another pull already is
+    /// (then it waits for that one). Returns the bytes this call downloaded itself.
     fn fetch(
         &self,
         client: Arc<EndpointClient>,
+        own: PathBuf,
         digest: Digest,
         size: u64,
         kind: &'static str,
@@ -268,55 +300,101 @@ impl Puller {
                 });
             };
             let dir = store.download_dir();
-            let path = dir.join(digest.hex());
-            if store.has_blob(&digest) || path.is_file() {
-                report("exists", size);
-                return Ok(0);
-            }
-            let (mut rx, leader) = {
-                let mut map = inflight.lock().unwrap_or_else(|e| e.into_inner());
-                match map.get(&digest) {
-                    Some(rx) => (rx.clone(), false),
-                    None => {
-                        let (tx, rx) = watch::channel(Download::Running(0));
-                        map.insert(digest.clone(), rx.clone());
-                        let job = Job {
-                            client,
-                            digest: digest.clone(),
-                            size,
-                            kind,
-                            dir,
-                            inflight: Arc::clone(&inflight),
-                            slots,
-                        };
-                        // A task of its own: a pull whose client goes away does not cancel
-                        // a download other pulls may be waiting for.
-                        tokio::spawn(job.run(tx));
-                        (rx, true)
-                    }
+            let shared = dir.join(digest.hex());
+            let mine = own.join(digest.hex());
+            let link = |from: &Path| -> Result<bool, RegistryError> {
+                match std::fs::hard_link(from, &mine) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(true),
+                    // Gone since (garbage-collected, or cleaned up after an ingest).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(RegistryError::Local {
+                        reference: reference.clone(),
+                        digest: digest.to_string(),
+                        detail: format!("link {} to {}: {e}", from.display(), mine.display()),
+                    }),
                 }
             };
-            let status = if leader { "downloading" } else { "waiting" };
-            loop {
-                let state = rx.borrow_and_update().clone();
-                match state {
-                    Download::Done(Ok(())) => {
-                        report("verifying", size);
-                        return Ok(if leader { size } else { 0 });
+            let mut downloaded = 0;
+            // Content can vanish between a download and the link to it; each round trips
+            // over that at most once more, so a few rounds settle it.
+            for _ in 0..3 {
+                if link(&store.blob_path(&digest))? || link(&shared)? {
+                    if downloaded == 0 {
+                        report("exists", size);
                     }
-                    Download::Done(Err(e)) => return Err(e),
-                    Download::Running(n) => report(status, n),
+                    return Ok(downloaded);
                 }
-                if rx.changed().await.is_err() {
-                    if let Download::Done(r) = rx.borrow().clone() {
-                        return r.map(|()| if leader { size } else { 0 });
-                    }
-                    return Err(RegistryError::Interrupted {
-                        reference,
-                        digest: digest.to_string(),
-                        detail: "the download task ended without a result".into(),
-                    });
+                downloaded += Self::download_shared(
+                    &client, &inflight, &slots, &dir, &digest, size, kind, &report,
+                )
+                .await?;
+            }
+            Err(RegistryError::Local {
+                reference,
+                digest: digest.to_string(),
+                detail: "the downloaded blob was removed before it could be linked for this pull, three times; pull again".into(),
+            })
+        }
+    }
+
+    /// Downloads the blob into the shared download directory, or waits for the pull that
+    /// already is. Returns the bytes this call downloaded itself.
+    #[allow(clippy::too_many_arguments)]
+    async fn download_shared(
+        client: &Arc<EndpointClient>,
+        inflight: &InFlight,
+        slots: &Arc<Semaphore>,
+        dir: &Path,
+        digest: &Digest,
+        size: u64,
+        kind: &'static str,
+        report: &(dyn Fn(&'static str, u64) + Send + Sync),
+    ) -> Result<u64, RegistryError> {
+        let reference = client.reference().to_string();
+        let (mut rx, leader) = {
+            let mut map = inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(digest) {
+                Some(rx) => (rx.clone(), false),
+                None => {
+                    let (tx, rx) = watch::channel(Download::Running(0));
+                    map.insert(digest.clone(), rx.clone());
+                    let job = Job {
+                        client: Arc::clone(client),
+                        digest: digest.clone(),
+                        size,
+                        kind,
+                        dir: dir.to_path_buf(),
+                        inflight: Arc::clone(inflight),
+                        slots: Arc::clone(slots),
+                    };
+                    // A task of its own: a pull whose client goes away does not cancel
+                    // a download other pulls may be waiting for.
+                    tokio::spawn(job.run(tx));
+                    (rx, true)
                 }
+            }
+        };
+        let status = if leader { "downloading" } else { "waiting" };
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                Download::Done(Ok(())) => {
+                    report("verifying", size);
+                    return Ok(if leader { size } else { 0 });
+                }
+                Download::Done(Err(e)) => return Err(e),
+                Download::Running(n) => report(status, n),
+            }
+            if rx.changed().await.is_err() {
+                if let Download::Done(r) = rx.borrow().clone() {
+                    return r.map(|()| if leader { size } else { 0 });
+                }
+                return Err(RegistryError::Interrupted {
+                    reference,
+                    digest: digest.to_string(),
+                    detail: "the download task ended without a result".into(),
+                });
             }
         }
     }

@@ -656,6 +656,45 @@ async fn shared_layers_are_stored_once_and_not_downloaded_again() {
 }
 
 #[tokio::test]
+async fn a_remove_between_download_and_ingest_does_not_break_the_pull() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let base = tar_with("base", b"shared base");
+    let one = reg.add_image("g", "1", &[(base.clone(), Compression::Gzip)], false);
+    let two = reg.add_image(
+        "g",
+        "2",
+        &[
+            (base, Compression::Gzip),
+            (tar_with("x", b"2"), Compression::Gzip),
+        ],
+        false,
+    );
+    let env = env();
+    let first = format!("{}/g:1", reg.host());
+    pull(&env, &first, &Credentials::Anonymous).await.unwrap();
+    // The second pull finds the base layer stored and downloads nothing for it; the first
+    // image is then removed, which garbage-collects that blob, before the pull ingests.
+    let store = Arc::clone(env.puller.store());
+    *env.puller.before_ingest.lock().unwrap() = Some(Box::new(move || {
+        store.remove(&first).unwrap();
+        assert_eq!(store.list().len(), 0);
+    }));
+    let (res, events) = pull_events(&env, &format!("{}/g:2", reg.host())).await;
+    let img = res.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.digest == one.layer_digests[0] && e.status == "exists"));
+    assert_eq!(reg.blob_hits(&one.layer_digests[0]), 1);
+    assert_eq!(img.id, two.config_digest);
+    assert_eq!(env.puller.store().layer_dirs(&img).len(), 2);
+    for d in &two.layer_digests {
+        assert!(env.root.join("blobs/sha256").join(&d[7..]).is_file(), "{d}");
+    }
+    // Nothing of the pull is left in the download directory.
+    assert_eq!(count(&env.root.join("tmp/pull")), 0);
+}
+
+#[tokio::test]
 async fn bad_references_are_refused_before_any_request() {
     let env = env();
     let e = pull(&env, "busybox:bad tag!", &Credentials::Anonymous)
