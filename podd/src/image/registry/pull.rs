@@ -22,6 +22,8 @@ use crate::image::{Image, ImageError, ImageStore};
 
 /// Downloads running at once, over all pulls.
 const MAX_DOWNLOADS: usize = 4;
+/// A pull whose shared download failed downloads it itself at most this many times.
+const MAX_WAITER_RETRIES: usize = 3;
 /// Progress is reported about every this many bytes.
 const REPORT_EVERY: u64 = 256 << 10;
 
@@ -351,6 +353,42 @@ impl Puller {
         kind: &'static str,
         report: &(dyn Fn(&'static str, u64) + Send + Sync),
     ) -> Result<u64, RegistryError> {
+        let mut retries = 0;
+        loop {
+            let (result, leader) =
+                Self::download_or_wait(client, inflight, slots, dir, digest, size, kind, report)
+                    .await;
+            match result {
+                // Another pull's download ran with its endpoint and credentials: its failure
+                // says little about this pull's, which now tries with its own (as the leader,
+                // unless yet another pull got there first). Corrupt content is not retried:
+                // the digest names the same bytes everywhere.
+                Err(e)
+                    if !leader
+                        && !matches!(e, RegistryError::Tampered { .. })
+                        && retries < MAX_WAITER_RETRIES =>
+                {
+                    retries += 1;
+                    warn!(blob = %digest, error = %e, endpoint = %client.endpoint().url(), "a download this pull waited for failed; downloading it from this pull's endpoint");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One round of [`Self::download_shared`]: leads a new download or waits for the one
+    /// running. Returns the result and whether this call led.
+    #[allow(clippy::too_many_arguments)]
+    async fn download_or_wait(
+        client: &Arc<EndpointClient>,
+        inflight: &InFlight,
+        slots: &Arc<Semaphore>,
+        dir: &Path,
+        digest: &Digest,
+        size: u64,
+        kind: &'static str,
+        report: &(dyn Fn(&'static str, u64) + Send + Sync),
+    ) -> (Result<u64, RegistryError>, bool) {
         let reference = client.reference().to_string();
         let (mut rx, leader) = {
             let mut map = inflight.lock().unwrap_or_else(|e| e.into_inner());
@@ -376,25 +414,27 @@ impl Puller {
             }
         };
         let status = if leader { "downloading" } else { "waiting" };
+        let bytes = if leader { size } else { 0 };
         loop {
             let state = rx.borrow_and_update().clone();
             match state {
                 Download::Done(Ok(())) => {
                     report("verifying", size);
-                    return Ok(if leader { size } else { 0 });
+                    return (Ok(bytes), leader);
                 }
-                Download::Done(Err(e)) => return Err(e),
+                Download::Done(Err(e)) => return (Err(e), leader),
                 Download::Running(n) => report(status, n),
             }
             if rx.changed().await.is_err() {
                 if let Download::Done(r) = rx.borrow().clone() {
-                    return r.map(|()| if leader { size } else { 0 });
+                    return (r.map(|()| bytes), leader);
                 }
-                return Err(RegistryError::Interrupted {
+                let e = RegistryError::Interrupted {
                     reference,
                     digest: digest.to_string(),
                     detail: "the download task ended without a result".into(),
-                });
+                };
+                return (Err(e), leader);
             }
         }
     }

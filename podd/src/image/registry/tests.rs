@@ -556,6 +556,51 @@ async fn concurrent_pulls_of_one_image_download_each_blob_once() {
 }
 
 #[tokio::test]
+async fn a_pull_waiting_on_a_failed_download_downloads_it_from_its_own_endpoint() {
+    let big: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let layers = [(tar_with("big", &big), Compression::Gzip)];
+    let broken = FakeRegistry::start(AuthMode::None).await;
+    let built = broken.add_image("w", "1", &layers, false);
+    let good = FakeRegistry::start(AuthMode::Basic("u".into(), "p".into())).await;
+    good.add_image("w", "1", &layers, false);
+    let layer = built.layer_digests[0].clone();
+    let release = broken.hold_then_break(&layer);
+    let env = env();
+    let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+    let (tx_b, mut rx_b) = mpsc::unbounded_channel();
+    let auth_a = PullAuth::default();
+    let auth_b = PullAuth::from(basic("u", "p"));
+    let ref_a = format!("{}/w:1", broken.host());
+    let ref_b = format!("{}/w:1", good.host());
+    // Pull A leads the layer's download from the broken registry; pull B (another
+    // registry, with credentials) waits for it; then A's download breaks off.
+    let a = env.puller.pull(&ref_a, &auth_a, &tx_a);
+    let b = async {
+        while let Some(p) = rx_a.recv().await {
+            if p.digest == layer && p.status == "downloading" && p.current > 0 {
+                break;
+            }
+        }
+        let pull_b = env.puller.pull(&ref_b, &auth_b, &tx_b);
+        let watch_b = async {
+            while let Some(p) = rx_b.recv().await {
+                if p.digest == layer && p.status == "waiting" {
+                    release.notify_one();
+                    break;
+                }
+            }
+        };
+        tokio::join!(pull_b, watch_b).0
+    };
+    let (a, b) = tokio::join!(a, b);
+    let e = registry_err(a.unwrap_err());
+    assert_eq!(e.kind(), Kind::Unavailable, "{e}");
+    assert_eq!(b.unwrap().id, built.config_digest);
+    assert_eq!(broken.blob_hits(&layer), 1);
+    assert_eq!(good.blob_hits(&layer), 1);
+}
+
+#[tokio::test]
 async fn an_interrupted_pull_leaves_no_image_and_the_next_one_completes() {
     let reg = FakeRegistry::start(AuthMode::None).await;
     let built = reg.add_image(
