@@ -571,6 +571,10 @@ impl Job {
         tokio::fs::rename(tmp, &dest)
             .await
             .map_err(|e| local("rename", e))?;
+        // The name, too, survives a crash before the pull's ingest links it into the store.
+        sync_dir(&self.dir)
+            .await
+            .map_err(|e| local("fsync directory of", e))?;
         tx.send_replace(Download::Running(n));
         Ok(())
     }
@@ -610,7 +614,8 @@ fn needs(resolved: &Resolved) -> Result<Vec<Need>, ImageError> {
     Ok(out)
 }
 
-/// Writes bytes already verified against `digest` as `<hex>` in `dir` (atomically).
+/// Writes bytes already verified against `digest` as `<hex>` in `dir`, atomically and
+/// durably: the store links this file in as it is, and its index then names it.
 async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), ImageError> {
     let dest = dir.join(digest.hex());
     if dest.is_file() {
@@ -618,8 +623,12 @@ async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), 
     }
     let tmp = dir.join(format!("{}.partial-{}", digest.hex(), uuid::Uuid::new_v4()));
     let result = async {
-        tokio::fs::write(&tmp, data).await?;
-        tokio::fs::rename(&tmp, &dest).await
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        file.write_all(data).await?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp, &dest).await?;
+        sync_dir(dir).await
     }
     .await;
     if let Err(e) = result {
@@ -627,6 +636,11 @@ async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), 
         return Err(ImageError::io("write downloaded manifest", &dest, e));
     }
     Ok(())
+}
+
+/// Makes the renames in `dir` durable.
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
 }
 
 fn done(digest: &Digest, kind: &'static str, size: u64) -> Progress {
