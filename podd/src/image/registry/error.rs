@@ -80,6 +80,10 @@ pub enum RegistryError {
         tried: String,
     },
 
+    /// A task of the pull panicked or was cancelled (a podd bug).
+    #[error("pull of {reference} failed inside podd: {detail} (this is a bug in podd: pull again, and report it with the podd log if it recurs)")]
+    Task { reference: String, detail: String },
+
     /// The pull was cancelled (the download task went away).
     #[error("download of {digest} for {reference} was interrupted: {detail} (pull again)")]
     Interrupted {
@@ -113,7 +117,7 @@ impl RegistryError {
             }
             RegistryError::Tampered { .. } => Kind::DataLoss,
             RegistryError::Protocol { .. } => Kind::Failed,
-            RegistryError::Local { .. } => Kind::Internal,
+            RegistryError::Local { .. } | RegistryError::Task { .. } => Kind::Internal,
             RegistryError::Endpoints { last, .. } => last.kind(),
         }
     }

@@ -128,7 +128,7 @@ impl Puller {
             // Content-addressed: what the store has under this digest is what was asked for.
             let store = Arc::clone(&self.store);
             let n = normalized.clone();
-            if let Some(image) = blocking(move || store.resolve(&n)).await {
+            if let Some(image) = blocking(&normalized, move || store.resolve(&n)).await? {
                 debug!(reference = %normalized, id = %image.id, "pull by digest: already stored");
                 return Ok(image);
             }
@@ -171,7 +171,8 @@ impl Puller {
         let mut downloaded = 0u64;
         let mut first_err = None;
         while let Some(res) = tasks.join_next().await {
-            match res.expect("blob fetches do not panic") {
+            let res = res.map_err(|e| joined(&normalized, "a blob download", e));
+            match res.and_then(|r| r) {
                 Ok(bytes) => downloaded += bytes,
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -184,9 +185,7 @@ impl Puller {
 
         let downloaded_at = started.elapsed();
         #[cfg(test)]
-        if let Some(hook) = self.before_ingest.lock().unwrap().take() {
-            hook();
-        }
+        let hook = self.before_ingest.lock().unwrap().take();
         let store = Arc::clone(&self.store);
         let dir = own.0.clone();
         let tag = normalized.clone();
@@ -195,7 +194,11 @@ impl Puller {
         let sizes: HashMap<Digest, u64> =
             needs.iter().map(|n| (n.digest.clone(), n.size)).collect();
         let tx = progress.clone();
-        let image = blocking(move || {
+        let image = blocking(&normalized, move || {
+            #[cfg(test)]
+            if let Some(hook) = hook {
+                hook();
+            }
             store.ingest_pulled(
                 &dir,
                 &manifest_digest,
@@ -214,7 +217,7 @@ impl Puller {
                 },
             )
         })
-        .await?;
+        .await??;
         drop(own);
         for need in &needs {
             // The store has it now; a pull still wanting the download has its own link.
@@ -653,9 +656,32 @@ fn done(digest: &Digest, kind: &'static str, size: u64) -> Progress {
     }
 }
 
-/// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+/// Runs blocking store work of the pull of `reference` off the async workers.
+async fn blocking<T: Send + 'static>(
+    reference: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RegistryError> {
     tokio::task::spawn_blocking(f)
         .await
-        .expect("image store calls do not panic")
+        .map_err(|e| joined(reference, "storing the image", e))
+}
+
+/// A task of the pull that panicked or was cancelled, as an error for this pull only: the
+/// request handler, and other pulls, go on.
+fn joined(reference: &str, task: &str, e: tokio::task::JoinError) -> RegistryError {
+    let detail = if e.is_panic() {
+        let payload = e.into_panic();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        format!("{task} panicked: {msg}")
+    } else {
+        format!("{task} was cancelled")
+    };
+    RegistryError::Task {
+        reference: reference.to_string(),
+        detail,
+    }
 }

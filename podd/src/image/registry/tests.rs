@@ -740,6 +740,27 @@ async fn a_remove_between_download_and_ingest_does_not_break_the_pull() {
 }
 
 #[tokio::test]
+async fn a_panic_while_storing_fails_that_pull_only() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let built = reg.add_image("p", "1", &[(tar_with("a", b"a"), Compression::Gzip)], false);
+    let env = env();
+    let r = format!("{}/p:1", reg.host());
+    *env.puller.before_ingest.lock().unwrap() = Some(Box::new(|| panic!("injected")));
+    let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
+    assert_eq!(e.kind(), Kind::Internal, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("storing the image panicked: injected"),
+        "{msg}"
+    );
+    assert!(msg.contains(&r), "{msg}");
+    assert!(env.puller.store().list().is_empty());
+    // The puller goes on working.
+    let img = pull(&env, &r, &Credentials::Anonymous).await.unwrap();
+    assert_eq!(img.id, built.config_digest);
+}
+
+#[tokio::test]
 async fn bad_references_are_refused_before_any_request() {
     let env = env();
     let e = pull(&env, "busybox:bad tag!", &Credentials::Anonymous)
