@@ -57,7 +57,7 @@ pub enum RegistryError {
 
     /// The registry answered something the distribution protocol does not allow, or an
     /// image this runtime cannot use (no linux/<arch> entry, unknown media type).
-    #[error("cannot pull {reference} from {registry}: {detail}")]
+    #[error("cannot pull {reference} from {registry}: {detail} (check the registry host or mirror URL: is it an OCI distribution registry? and check that the image has a linux/{} manifest)", crate::image::layout::HOST_ARCH)]
     Protocol {
         registry: String,
         reference: String,

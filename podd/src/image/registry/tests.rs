@@ -251,6 +251,30 @@ async fn index_without_this_platform_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_server_that_is_not_a_registry_gets_a_hint() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    reg.fail_all(Some(StatusCode::IM_A_TEAPOT));
+    let env = env();
+    let e = registry_err(
+        pull(
+            &env,
+            &format!("{}/x:1", reg.host()),
+            &Credentials::Anonymous,
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.kind(), Kind::Failed, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("HTTP 418"), "{msg}");
+    assert!(
+        msg.contains("check the registry host or mirror URL: is it an OCI distribution registry?"),
+        "{msg}"
+    );
+    assert_nothing_stored(&env);
+}
+
+#[tokio::test]
 async fn basic_auth_good_missing_and_wrong_credentials() {
     let reg = FakeRegistry::start(AuthMode::Basic("alice".into(), "s3cret".into())).await;
     reg.add_image("p", "1", &[(tar_with("f", b"x"), Compression::Gzip)], false);
