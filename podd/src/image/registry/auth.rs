@@ -252,6 +252,7 @@ mod tests {
             plain_http: false,
             skip_verify: false,
             mirror,
+            http_fallback: false,
         };
         let no_server = PullAuth::new(creds.clone(), "").unwrap();
         assert_eq!(no_server.for_endpoint(&ep("reg.example", false)), creds);

@@ -342,6 +342,11 @@ impl EndpointClient {
                     _ => self.protocol(detail),
                 }
             }
+            OciDistributionError::RequestError(err) if err.is_connect() => RegistryError::Connect {
+                registry,
+                reference,
+                detail: error_chain(&err),
+            },
             OciDistributionError::RequestError(err) => unavailable(error_chain(&err)),
             OciDistributionError::DigestError(err) => RegistryError::Tampered {
                 what,

@@ -46,6 +46,14 @@ pub enum RegistryError {
         detail: String,
     },
 
+    /// No connection (TCP, or the TLS handshake) could be made to the registry.
+    #[error("cannot connect to registry {registry} for {reference}: {detail} (check that it is running and reachable; for https, that it speaks TLS with a certificate podd trusts, or set plain_http or skip_verify for it in the podd config)")]
+    Connect {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+
     /// Content from the registry does not hash to the digest that names it.
     #[error("{what} {digest} from {registry} does not match its digest: {detail} (the registry or something between served corrupt or tampered content; nothing was stored)")]
     Tampered {
@@ -112,9 +120,9 @@ impl RegistryError {
             | RegistryError::CredentialsRequired { .. } => Kind::Unauthenticated,
             RegistryError::Denied { .. } => Kind::PermissionDenied,
             RegistryError::NotFound { .. } => Kind::NotFound,
-            RegistryError::Unavailable { .. } | RegistryError::Interrupted { .. } => {
-                Kind::Unavailable
-            }
+            RegistryError::Unavailable { .. }
+            | RegistryError::Connect { .. }
+            | RegistryError::Interrupted { .. } => Kind::Unavailable,
             RegistryError::Tampered { .. } => Kind::DataLoss,
             RegistryError::Protocol { .. } => Kind::Failed,
             RegistryError::Local { .. } | RegistryError::Task { .. } => Kind::Internal,

@@ -249,23 +249,48 @@ impl Puller {
         let endpoints = self.registries.endpoints(&r.domain);
         let mut tried = Vec::new();
         let mut last = None;
-        for ep in &endpoints {
-            let attempt = async {
-                let client = EndpointClient::new(ep, r, auth.for_endpoint(ep))?;
-                let resolved = client.resolve(r.tag.as_deref(), digest).await?;
-                Ok::<_, RegistryError>((client, resolved))
-            }
-            .await;
-            match attempt {
-                Ok(found) => return Ok(found),
-                Err(e) => {
-                    if ep.mirror {
-                        warn!(reference = %r, mirror = %ep.url(), error = %e, "mirror failed; trying the next endpoint");
-                    }
-                    let role = if ep.mirror { "mirror" } else { "host" };
-                    tried.push(format!("{} ({role}): {e}", ep.url()));
-                    last = Some(e);
+        for first in &endpoints {
+            let mut ep = first.clone();
+            let mut fell_back = false;
+            loop {
+                let attempt = async {
+                    let client = EndpointClient::new(&ep, r, auth.for_endpoint(&ep))?;
+                    let resolved = client.resolve(r.tag.as_deref(), digest).await?;
+                    Ok::<_, RegistryError>((client, resolved))
                 }
+                .await;
+                let e = match attempt {
+                    Ok(found) => return Ok(found),
+                    Err(e) => e,
+                };
+                if ep.mirror {
+                    warn!(reference = %r, mirror = %ep.url(), error = %e, "mirror failed; trying the next endpoint");
+                }
+                let role = if ep.mirror { "mirror" } else { "host" };
+                let connect = matches!(e, RegistryError::Connect { .. });
+                let answered = matches!(
+                    e,
+                    RegistryError::CredentialsRefused { .. }
+                        | RegistryError::CredentialsRequired { .. }
+                        | RegistryError::Denied { .. }
+                        | RegistryError::NotFound { .. }
+                        | RegistryError::Tampered { .. }
+                );
+                if fell_back && answered {
+                    // A registry answered over plain HTTP: its answer is the error; the TLS
+                    // failure before it only said that it speaks plain HTTP. Anything else
+                    // (an HTTPS-only server refusing plain HTTP, say) keeps both.
+                    tried.pop();
+                }
+                tried.push(format!("{} ({role}): {e}", ep.url()));
+                let fallback = ep.http_fallback && connect;
+                last = Some(e);
+                if !fallback {
+                    break;
+                }
+                debug!(reference = %r, registry = %ep.url(), "no TLS connection to this loopback registry; trying plain HTTP");
+                ep = ep.over_plain_http();
+                fell_back = true;
             }
         }
         let last = last.expect("at least the host itself is tried");

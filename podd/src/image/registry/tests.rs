@@ -409,11 +409,15 @@ async fn not_found_and_unreachable_name_the_registry() {
     let r = format!("127.0.0.1:{closed}/x:1");
     let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
     assert_eq!(e.kind(), Kind::Unavailable);
-    assert!(
-        e.to_string()
-            .contains(&format!("http://127.0.0.1:{closed}")),
-        "{e}"
-    );
+    // A loopback registry without configuration: HTTPS first, then plain HTTP; the error
+    // lists both attempts.
+    let msg = e.to_string();
+    for tried in [
+        format!("https://127.0.0.1:{closed} (host): cannot connect"),
+        format!("http://127.0.0.1:{closed} (host): cannot connect"),
+    ] {
+        assert!(msg.contains(&tried), "{msg}");
+    }
 }
 
 /// A loopback port nothing listens on.
