@@ -61,3 +61,44 @@ async fn self_signed_registry_needs_skip_verify() -> Result<()> {
     ensure!(id2 == id, "pulled {via_mirror} as {id2}, want {id}");
     Ok(())
 }
+
+/// A loopback registry with no `plain_http` set is tried over HTTPS first, as docker and
+/// containerd do: the TLS registry is pulled from with only `skip_verify` configured, and
+/// without that (certificate refused, then plain HTTP refused) the error lists both tries.
+#[tokio::test]
+async fn loopback_registry_is_tried_over_https_first() -> Result<()> {
+    let reg = Registry::tls()?;
+    let marker = Layer::from_entries(&[Entry::file("marker", unique_repo("tls-first"))])?;
+    let (layout, pushed) = reg.push_new(
+        "tls-first",
+        &[Layer::busybox()?, marker],
+        &RunConfig::shell(),
+        &["v1"],
+    )?;
+    let image = &pushed[0].reference;
+    {
+        let podd = Podd::start().await?;
+        match podd.pull(image, None).await {
+            Ok(id) => bail!("PullImage {image} from a self-signed registry succeeded ({id}) without skip_verify"),
+            Err(s) => {
+                for tried in [format!("https://{}", reg.host), format!("http://{}", reg.host)] {
+                    ensure!(
+                        s.message().contains(&tried),
+                        "PullImage {image} without config: {:?} {:?} does not list {tried}",
+                        s.code(),
+                        s.message()
+                    );
+                }
+            }
+        }
+    }
+    let config = format!("[registries.\"{}\"]\nskip_verify = true\n", reg.host);
+    let podd = Podd::start_with_config(&config).await?;
+    let id = podd.pull_ok(image).await?;
+    ensure!(
+        id == layout.config_digest,
+        "pulled {id}, want {}",
+        layout.config_digest
+    );
+    Ok(())
+}

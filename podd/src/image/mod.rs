@@ -243,9 +243,9 @@ impl ImageStore {
         Ok(image)
     }
 
-    /// True when the store holds the verified blob `digest`.
-    pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
-        self.blobs_dir().join(digest.hex()).is_file()
+    /// Where the store keeps the verified blob `digest` (whether it holds it or not).
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.hex())
     }
 
     /// Where registry pulls download blobs before ingesting them (under `tmp`, so what an

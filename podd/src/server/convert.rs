@@ -7,7 +7,7 @@ use podd_proto::runtime::v1 as cri;
 
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountConfig};
 use crate::error::{Error, Result};
-use crate::image::registry::{Credentials, CriAuth, Progress};
+use crate::image::registry::{Credentials, CriAuth, Progress, PullAuth};
 use crate::image::{normalize_reference, Image};
 use crate::isolate::capabilities;
 use crate::isolate::spec::Propagation;
@@ -517,11 +517,11 @@ pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
     }
 }
 
-/// The credentials a CRI PullImage request carries; a malformed field is INVALID_ARGUMENT
-/// naming it.
-pub fn credentials(auth: Option<&cri::AuthConfig>) -> Result<Credentials, Error> {
+/// The credentials a CRI PullImage request carries and the registry host they are for
+/// (`server_address`); a malformed field is INVALID_ARGUMENT naming it.
+pub fn credentials(auth: Option<&cri::AuthConfig>) -> Result<PullAuth, Error> {
     let Some(a) = auth else {
-        return Ok(Credentials::Anonymous);
+        return Ok(Credentials::Anonymous.into());
     };
     Credentials::from_cri(CriAuth {
         username: &a.username,
@@ -530,6 +530,7 @@ pub fn credentials(auth: Option<&cri::AuthConfig>) -> Result<Credentials, Error>
         identity_token: &a.identity_token,
         registry_token: &a.registry_token,
     })
+    .and_then(|creds| PullAuth::new(creds, &a.server_address))
     .map_err(|(field, reason)| Error::invalid(field, reason))
 }
 
@@ -538,7 +539,7 @@ pub fn credentials(auth: Option<&cri::AuthConfig>) -> Result<Credentials, Error>
 pub fn pull_request(
     req: cri::PullImageRequest,
     field: &str,
-) -> Result<(String, String, Credentials), Error> {
+) -> Result<(String, String, PullAuth), Error> {
     let image = req
         .image
         .map(|s| s.image)

@@ -2,6 +2,9 @@
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
 
+use super::hosts::Endpoint;
+use crate::image::reference::valid_domain;
+
 /// How a pull authenticates. oci-client sends Basic credentials as they are to a registry
 /// that asks for Basic, and uses them to fetch a token when the registry answers with a
 /// `WWW-Authenticate: Bearer realm=...,service=...` challenge.
@@ -102,6 +105,83 @@ impl Credentials {
     }
 }
 
+/// The credentials of a pull and the registry host they were given for. As containerd's
+/// CRI plugin does, they go only to that host: CRI's `server_address` when the client set
+/// it, else the registry the image reference names. Mirrors (unless `server_address`
+/// names one) are spoken to anonymously, so a mirror never sees another registry's secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullAuth {
+    creds: Credentials,
+    /// The normalised `server_address`; `None`: the reference's own registry.
+    server: Option<String>,
+}
+
+impl From<Credentials> for PullAuth {
+    fn from(creds: Credentials) -> PullAuth {
+        PullAuth {
+            creds,
+            server: None,
+        }
+    }
+}
+
+impl PullAuth {
+    /// `server_address` as CRI clients send it: `host[:port]`, a URL
+    /// (`https://index.docker.io/v1/`), or empty. Errors name the field.
+    pub fn new(
+        creds: Credentials,
+        server_address: &str,
+    ) -> Result<PullAuth, (&'static str, String)> {
+        let server_address = server_address.trim();
+        if server_address.is_empty() {
+            return Ok(creds.into());
+        }
+        let host = normalize_host(server_address);
+        if !valid_domain(&host) {
+            return Err((
+                "auth.server_address",
+                format!("{server_address:?} is not a registry host[:port] or URL (e.g. \"registry.example:5000\" or \"https://index.docker.io/v1/\")"),
+            ));
+        }
+        Ok(PullAuth {
+            creds,
+            server: Some(host),
+        })
+    }
+
+    /// The credentials to send to `endpoint`: the pull's own when the endpoint is the host
+    /// they were given for, none otherwise.
+    pub(crate) fn for_endpoint(&self, endpoint: &Endpoint) -> Credentials {
+        let matches = match &self.server {
+            Some(server) => normalize_host(&endpoint.host) == *server,
+            None => !endpoint.mirror,
+        };
+        if matches {
+            self.creds.clone()
+        } else {
+            Credentials::Anonymous
+        }
+    }
+}
+
+/// `host[:port]` of a server address or endpoint host, lower case, with docker.io's
+/// aliases (index.docker.io, registry-1.docker.io) folded into docker.io.
+fn normalize_host(address: &str) -> String {
+    let rest = address
+        .strip_prefix("https://")
+        .or_else(|| address.strip_prefix("http://"))
+        .unwrap_or(address);
+    let host = rest
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        _ => host,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +242,33 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(field, "auth.username");
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_host_they_were_given_for() {
+        let creds = Credentials::Bearer("t".into());
+        let ep = |host: &str, mirror: bool| Endpoint {
+            host: host.into(),
+            plain_http: false,
+            skip_verify: false,
+            mirror,
+            http_fallback: false,
+        };
+        let no_server = PullAuth::new(creds.clone(), "").unwrap();
+        assert_eq!(no_server.for_endpoint(&ep("reg.example", false)), creds);
+        assert!(no_server
+            .for_endpoint(&ep("mirror.example", true))
+            .is_anonymous());
+        let hub = PullAuth::new(creds.clone(), "https://index.docker.io/v1/").unwrap();
+        assert_eq!(hub.for_endpoint(&ep("registry-1.docker.io", false)), creds);
+        assert!(hub.for_endpoint(&ep("mirror.example", true)).is_anonymous());
+        let mirror = PullAuth::new(creds.clone(), "Mirror.example:5000").unwrap();
+        assert_eq!(mirror.for_endpoint(&ep("mirror.example:5000", true)), creds);
+        assert!(mirror
+            .for_endpoint(&ep("registry-1.docker.io", false))
+            .is_anonymous());
+        let (field, _) = PullAuth::new(creds, "https://").unwrap_err();
+        assert_eq!(field, "auth.server_address");
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub(crate) struct EndpointClient {
     repo: OciReference,
     /// The normalised reference being pulled, for messages.
     reference: String,
+    /// What this endpoint is sent: the pull's credentials, or none (see `PullAuth`).
+    creds: Credentials,
 }
 
 /// What a reference resolved to on an endpoint.
@@ -71,7 +73,11 @@ fn install_crypto_provider() {
 }
 
 impl EndpointClient {
-    pub fn new(endpoint: &Endpoint, reference: &Reference) -> Result<Self, RegistryError> {
+    pub fn new(
+        endpoint: &Endpoint,
+        reference: &Reference,
+        creds: Credentials,
+    ) -> Result<Self, RegistryError> {
         install_crypto_provider();
         let config = ClientConfig {
             protocol: if endpoint.plain_http {
@@ -101,6 +107,7 @@ impl EndpointClient {
             endpoint: endpoint.clone(),
             repo,
             reference: reference.to_string(),
+            creds,
         })
     }
 
@@ -118,15 +125,14 @@ impl EndpointClient {
     /// Every manifest fetched by digest is checked against that digest.
     pub async fn resolve(
         &self,
-        creds: &Credentials,
         tag: Option<&str>,
         digest: Option<&Digest>,
     ) -> Result<Resolved, RegistryError> {
-        let auth = creds.to_oci();
+        let auth = self.creds.to_oci();
         self.client
             .auth(&self.repo, &auth, RegistryOperation::Pull)
             .await
-            .map_err(|e| self.classify(e, creds, "manifest"))?;
+            .map_err(|e| self.classify(e, "manifest"))?;
         let first = match digest {
             Some(d) => self.repo.clone_with_digest(d.to_string()),
             None => OciReference::with_tag(
@@ -135,7 +141,7 @@ impl EndpointClient {
                 tag.unwrap_or("latest").to_string(),
             ),
         };
-        let (mut bytes, mut current) = self.fetch_manifest(&first, creds, digest).await?;
+        let (mut bytes, mut current) = self.fetch_manifest(&first, digest).await?;
         let mut index_digest = None;
         for _ in 0..=MAX_INDEX_DEPTH {
             let probe: Probe = serde_json::from_slice(&bytes)
@@ -184,7 +190,6 @@ impl EndpointClient {
             let (b, d) = self
                 .fetch_manifest(
                     &self.repo.clone_with_digest(child.to_string()),
-                    creds,
                     Some(&child),
                 )
                 .await?;
@@ -201,14 +206,13 @@ impl EndpointClient {
     async fn fetch_manifest(
         &self,
         r: &OciReference,
-        creds: &Credentials,
         expected: Option<&Digest>,
     ) -> Result<(Vec<u8>, Digest), RegistryError> {
         let (bytes, _) = self
             .client
-            .pull_manifest_raw(r, &creds.to_oci(), ACCEPT)
+            .pull_manifest_raw(r, &self.creds.to_oci(), ACCEPT)
             .await
-            .map_err(|e| self.classify(e, creds, "manifest"))?;
+            .map_err(|e| self.classify(e, "manifest"))?;
         if bytes.len() as u64 > MAX_JSON_BLOB {
             return Err(self.protocol(format!(
                 "manifest is {} bytes, above the {MAX_JSON_BLOB} byte limit",
@@ -234,7 +238,6 @@ impl EndpointClient {
         &self,
         digest: &Digest,
         size: u64,
-        creds: &Credentials,
     ) -> Result<oci_client::client::SizedStream, RegistryError> {
         let desc = OciDescriptor {
             digest: digest.to_string(),
@@ -244,7 +247,7 @@ impl EndpointClient {
         self.client
             .pull_blob_stream(&self.repo, &desc)
             .await
-            .map_err(|e| self.classify(e, creds, "blob"))
+            .map_err(|e| self.classify(e, "blob"))
     }
 
     pub fn protocol(&self, detail: String) -> RegistryError {
@@ -256,16 +259,11 @@ impl EndpointClient {
     }
 
     /// Turns an oci-client error into what it means for the user.
-    pub fn classify(
-        &self,
-        e: OciDistributionError,
-        creds: &Credentials,
-        what: &'static str,
-    ) -> RegistryError {
+    pub fn classify(&self, e: OciDistributionError, what: &'static str) -> RegistryError {
         let registry = self.endpoint.url();
         let reference = self.reference.clone();
         let unauthorized = |detail: String| {
-            if creds.is_anonymous() {
+            if self.creds.is_anonymous() {
                 RegistryError::CredentialsRequired {
                     registry: registry.clone(),
                     reference: reference.clone(),
@@ -344,6 +342,11 @@ impl EndpointClient {
                     _ => self.protocol(detail),
                 }
             }
+            OciDistributionError::RequestError(err) if err.is_connect() => RegistryError::Connect {
+                registry,
+                reference,
+                detail: error_chain(&err),
+            },
             OciDistributionError::RequestError(err) => unavailable(error_chain(&err)),
             OciDistributionError::DigestError(err) => RegistryError::Tampered {
                 what,

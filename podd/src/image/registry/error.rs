@@ -46,6 +46,14 @@ pub enum RegistryError {
         detail: String,
     },
 
+    /// No connection (TCP, or the TLS handshake) could be made to the registry.
+    #[error("cannot connect to registry {registry} for {reference}: {detail} (check that it is running and reachable; for https, that it speaks TLS with a certificate podd trusts, or set plain_http or skip_verify for it in the podd config)")]
+    Connect {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+
     /// Content from the registry does not hash to the digest that names it.
     #[error("{what} {digest} from {registry} does not match its digest: {detail} (the registry or something between served corrupt or tampered content; nothing was stored)")]
     Tampered {
@@ -57,7 +65,7 @@ pub enum RegistryError {
 
     /// The registry answered something the distribution protocol does not allow, or an
     /// image this runtime cannot use (no linux/<arch> entry, unknown media type).
-    #[error("cannot pull {reference} from {registry}: {detail}")]
+    #[error("cannot pull {reference} from {registry}: {detail} (check the registry host or mirror URL: is it an OCI distribution registry? and check that the image has a linux/{} manifest)", crate::image::layout::HOST_ARCH)]
     Protocol {
         registry: String,
         reference: String,
@@ -79,6 +87,10 @@ pub enum RegistryError {
         last: Box<RegistryError>,
         tried: String,
     },
+
+    /// A task of the pull panicked or was cancelled (a podd bug).
+    #[error("pull of {reference} failed inside podd: {detail} (this is a bug in podd: pull again, and report it with the podd log if it recurs)")]
+    Task { reference: String, detail: String },
 
     /// The pull was cancelled (the download task went away).
     #[error("download of {digest} for {reference} was interrupted: {detail} (pull again)")]
@@ -108,12 +120,12 @@ impl RegistryError {
             | RegistryError::CredentialsRequired { .. } => Kind::Unauthenticated,
             RegistryError::Denied { .. } => Kind::PermissionDenied,
             RegistryError::NotFound { .. } => Kind::NotFound,
-            RegistryError::Unavailable { .. } | RegistryError::Interrupted { .. } => {
-                Kind::Unavailable
-            }
+            RegistryError::Unavailable { .. }
+            | RegistryError::Connect { .. }
+            | RegistryError::Interrupted { .. } => Kind::Unavailable,
             RegistryError::Tampered { .. } => Kind::DataLoss,
             RegistryError::Protocol { .. } => Kind::Failed,
-            RegistryError::Local { .. } => Kind::Internal,
+            RegistryError::Local { .. } | RegistryError::Task { .. } => Kind::Internal,
             RegistryError::Endpoints { last, .. } => last.kind(),
         }
     }

@@ -43,10 +43,14 @@ struct Inner {
     broken: HashSet<String>,
     /// Blobs served slowly (in pieces, with pauses).
     slow: HashSet<String>,
+    /// Blobs whose body sends half, then breaks off once the test releases it.
+    held: HashMap<String, Arc<tokio::sync::Notify>>,
     /// request path -> count
     hits: HashMap<String, usize>,
     /// Every request answers this status (a failing mirror).
     fail_all: Option<StatusCode>,
+    /// Requests that carried an Authorization header.
+    authorizations: usize,
 }
 
 #[derive(Clone)]
@@ -239,12 +243,25 @@ impl FakeRegistry {
         }
     }
 
+    /// Blob `digest` sends half its body, then breaks off when the returned Notify is
+    /// notified.
+    pub fn hold_then_break(&self, digest: &str) -> Arc<tokio::sync::Notify> {
+        let n = Arc::new(tokio::sync::Notify::new());
+        self.inner().held.insert(digest.to_string(), Arc::clone(&n));
+        n
+    }
+
     pub fn slow(&self, digest: &str) {
         self.inner().slow.insert(digest.to_string());
     }
 
     pub fn fail_all(&self, status: Option<StatusCode>) {
         self.inner().fail_all = status;
+    }
+
+    /// Requests so far that carried an Authorization header (token requests included).
+    pub fn authorizations(&self) -> usize {
+        self.inner().authorizations
     }
 
     /// GET requests of blob `digest` so far.
@@ -281,6 +298,9 @@ fn unauthorized(challenge: String) -> Response {
 
 async fn token(State(s): State<Shared>, headers: HeaderMap) -> Response {
     let auth = s.auth.lock().unwrap().clone();
+    if headers.contains_key(header::AUTHORIZATION) {
+        s.inner.lock().unwrap().authorizations += 1;
+    }
     match auth {
         AuthMode::Bearer(u, p) if basic_ok(&headers, &u, &p) => {
             axum::Json(json!({"token": TOKEN})).into_response()
@@ -323,6 +343,9 @@ async fn serve(State(s): State<Shared>, req: Request) -> Response {
     let fail = {
         let mut i = s.inner.lock().unwrap();
         *i.hits.entry(path.clone()).or_default() += 1;
+        if headers.contains_key(header::AUTHORIZATION) {
+            i.authorizations += 1;
+        }
         i.fail_all
     };
     if let Some(status) = fail {
@@ -371,7 +394,7 @@ async fn serve(State(s): State<Shared>, req: Request) -> Response {
             .into_response();
     }
     if let Some((_, d)) = rest.rsplit_once("/blobs/") {
-        let (data, tampered, broken, slow) = {
+        let (data, tampered, broken, slow, held) = {
             let i = s.inner.lock().unwrap();
             let Some((data, _)) = i.content.get(d) else {
                 return not_found("BLOB_UNKNOWN");
@@ -381,6 +404,7 @@ async fn serve(State(s): State<Shared>, req: Request) -> Response {
                 i.tampered.contains(d),
                 i.broken.contains(d),
                 i.slow.contains(d),
+                i.held.get(d).cloned(),
             )
         };
         let mut data = data;
@@ -390,7 +414,7 @@ async fn serve(State(s): State<Shared>, req: Request) -> Response {
         }
         let len = data.len();
         let half = len / 2;
-        let stream = async_stream(data, broken, slow, half);
+        let stream = async_stream(data, broken, slow, held, half);
         return Response::builder()
             .header(header::CONTENT_LENGTH, len)
             .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -405,10 +429,19 @@ fn async_stream(
     data: Vec<u8>,
     broken: bool,
     slow: bool,
+    held: Option<Arc<tokio::sync::Notify>>,
     half: usize,
 ) -> impl tokio_stream::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
+        if let Some(release) = held {
+            let _ = tx.send(Ok(bytes::Bytes::from(data[..half].to_vec()))).await;
+            release.notified().await;
+            let _ = tx
+                .send(Err(std::io::Error::other("broken on purpose")))
+                .await;
+            return;
+        }
         if broken {
             let _ = tx.send(Ok(bytes::Bytes::from(data[..half].to_vec()))).await;
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -41,7 +41,8 @@ pub struct HostConfig {
     /// Tried in order before the host itself.
     #[serde(default)]
     mirrors: Vec<Mirror>,
-    /// Talk plain HTTP to the host itself. Unset: plain HTTP for loopback hosts only.
+    /// Talk plain HTTP to the host itself. Unset: HTTPS, and for a loopback host plain
+    /// HTTP when the HTTPS connection cannot be made.
     #[serde(default)]
     plain_http: Option<bool>,
     /// Accept any TLS certificate from the host and its https mirrors.
@@ -91,6 +92,9 @@ pub struct Endpoint {
     pub skip_verify: bool,
     /// A mirror (a failure falls through to the next endpoint) rather than the host itself.
     pub mirror: bool,
+    /// HTTPS, but plain HTTP when the TLS connection cannot be made: a loopback host with no
+    /// `plain_http` configured (what docker and containerd do for local registries).
+    pub http_fallback: bool,
 }
 
 impl Endpoint {
@@ -98,6 +102,16 @@ impl Endpoint {
     pub fn url(&self) -> String {
         let scheme = if self.plain_http { "http" } else { "https" };
         format!("{scheme}://{}", self.host)
+    }
+
+    /// The same endpoint over plain HTTP, without a further fallback.
+    pub fn over_plain_http(&self) -> Endpoint {
+        Endpoint {
+            plain_http: true,
+            skip_verify: false,
+            http_fallback: false,
+            ..self.clone()
+        }
     }
 }
 
@@ -115,31 +129,31 @@ impl Registries {
                         plain_http: m.plain_http,
                         skip_verify: skip_verify && !m.plain_http,
                         mirror: true,
+                        http_fallback: false,
                     })
                     .collect()
             })
             .unwrap_or_default();
-        let plain_http = host_cfg
-            .and_then(|c| c.plain_http)
-            .unwrap_or_else(|| is_loopback(domain));
+        let configured = host_cfg.and_then(|c| c.plain_http);
         out.push(Endpoint {
             host: if domain == "docker.io" {
                 DOCKER_HUB_HOST.to_string()
             } else {
                 domain.to_string()
             },
-            plain_http,
+            plain_http: configured.unwrap_or(false),
             skip_verify,
             mirror: false,
+            http_fallback: configured.is_none() && is_loopback(domain),
         });
         out
     }
 }
 
-/// `localhost`, `127.0.0.0/8` and `[::1]`, with or without a port. These get plain HTTP
-/// without configuration: traffic that never leaves the host gains nothing from TLS, and
-/// going straight to HTTP (rather than trying HTTPS first, as docker does) means one
-/// attempt and one clear error instead of a TLS failure followed by a fallback.
+/// `localhost`, `127.0.0.0/8` and `[::1]`, with or without a port. Without configuration
+/// these are tried over HTTPS first and over plain HTTP when the TLS connection cannot be
+/// made, as docker and containerd do: a local registry usually speaks plain HTTP, but one
+/// set up with TLS is used with it.
 pub fn is_loopback(domain: &str) -> bool {
     let host = if let Some(rest) = domain.strip_prefix('[') {
         rest.split_once(']').map_or(rest, |(h, _)| h)
@@ -192,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn loopback_hosts_are_plain_http_unless_configured() {
+    fn loopback_hosts_fall_back_to_plain_http_unless_configured() {
         let r = parse(
             r#"
             [registries."localhost:5001"]
@@ -202,12 +216,24 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert!(r.endpoints("127.0.0.1:5000")[0].plain_http);
-        assert!(r.endpoints("localhost")[0].plain_http);
-        assert!(r.endpoints("[::1]:5000")[0].plain_http);
-        assert!(!r.endpoints("localhost:5001")[0].plain_http);
-        assert!(r.endpoints("reg.example")[0].plain_http);
-        assert!(!r.endpoints("quay.io")[0].plain_http);
+        let how = |host: &str| {
+            let ep = &r.endpoints(host)[0];
+            (ep.plain_http, ep.http_fallback)
+        };
+        // HTTPS first, plain HTTP when that cannot connect.
+        assert_eq!(how("127.0.0.1:5000"), (false, true));
+        assert_eq!(how("localhost"), (false, true));
+        assert_eq!(how("[::1]:5000"), (false, true));
+        assert_eq!(how("127.1.2.3"), (false, true));
+        // Configured either way: exactly that.
+        assert_eq!(how("localhost:5001"), (false, false));
+        assert_eq!(how("reg.example"), (true, false));
+        // Not loopback: HTTPS only.
+        assert_eq!(how("quay.io"), (false, false));
+        assert_eq!(how("127.0.0.1.example"), (false, false));
+        let plain = r.endpoints("127.0.0.1:5000")[0].over_plain_http();
+        assert_eq!(plain.url(), "http://127.0.0.1:5000");
+        assert!(!plain.http_fallback);
         assert_eq!(r.endpoints("docker.io")[0].host, "registry-1.docker.io");
     }
 

@@ -6,7 +6,7 @@ mod error;
 mod hosts;
 mod pull;
 
-pub use auth::{Credentials, CriAuth};
+pub use auth::{Credentials, CriAuth, PullAuth};
 pub use error::{Kind, RegistryError};
 pub use hosts::{Endpoint, Registries};
 pub use pull::{Progress, Puller};

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::StreamExt;
 use tracing::{debug, info, warn};
 
-use super::auth::Credentials;
+use super::auth::PullAuth;
 use super::client::{error_chain, EndpointClient, Resolved};
 use super::error::RegistryError;
 use super::hosts::Registries;
@@ -22,6 +22,8 @@ use crate::image::{Image, ImageError, ImageStore};
 
 /// Downloads running at once, over all pulls.
 const MAX_DOWNLOADS: usize = 4;
+/// A pull whose shared download failed downloads it itself at most this many times.
+const MAX_WAITER_RETRIES: usize = 3;
 /// Progress is reported about every this many bytes.
 const REPORT_EVERY: u64 = 256 << 10;
 
@@ -56,6 +58,23 @@ pub struct Puller {
     registries: Registries,
     inflight: InFlight,
     slots: Arc<Semaphore>,
+    /// Runs once between the downloads and the ingestion of the next pull.
+    #[cfg(test)]
+    pub(crate) before_ingest: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+/// One pull's own directory of hard links to every blob it needs (under the shared
+/// download directory), removed when the pull ends. A link keeps the content alive
+/// whatever happens to the file it was made from: a RemoveImage that garbage-collects a
+/// stored blob, or another pull that cleans up a shared download after ingesting it.
+struct PullDir(PathBuf);
+
+impl Drop for PullDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            warn!(path = %self.0.display(), error = %e, "cannot remove a pull's directory; it is removed at the next start");
+        }
+    }
 }
 
 /// A blob the pull needs.
@@ -72,6 +91,8 @@ impl Puller {
             registries,
             inflight: Arc::default(),
             slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),
+            #[cfg(test)]
+            before_ingest: Mutex::new(None),
         }
     }
 
@@ -83,10 +104,10 @@ impl Puller {
     pub async fn pull(
         &self,
         reference: &str,
-        creds: &Credentials,
+        auth: &PullAuth,
         progress: &ProgressTx,
     ) -> Result<Image, ImageError> {
-        let result = self.pull_inner(reference, creds, progress).await;
+        let result = self.pull_inner(reference, auth, progress).await;
         if let Err(e) = &result {
             warn!(reference, error = %e, "pull failed");
         }
@@ -96,7 +117,7 @@ impl Puller {
     async fn pull_inner(
         &self,
         reference: &str,
-        creds: &Credentials,
+        auth: &PullAuth,
         progress: &ProgressTx,
     ) -> Result<Image, ImageError> {
         let started = Instant::now();
@@ -107,7 +128,7 @@ impl Puller {
             // Content-addressed: what the store has under this digest is what was asked for.
             let store = Arc::clone(&self.store);
             let n = normalized.clone();
-            if let Some(image) = blocking(move || store.resolve(&n)).await {
+            if let Some(image) = blocking(&normalized, move || store.resolve(&n)).await? {
                 debug!(reference = %normalized, id = %image.id, "pull by digest: already stored");
                 return Ok(image);
             }
@@ -119,15 +140,16 @@ impl Puller {
             current: 0,
             status: "resolving",
         });
-        let (client, resolved) = self.resolve(&r, creds, wanted_digest.as_ref()).await?;
+        let (client, resolved) = self.resolve(&r, auth, wanted_digest.as_ref()).await?;
         let client = Arc::new(client);
-        let dir = self.store.download_dir();
-        tokio::fs::create_dir_all(&dir)
+        let shared = self.store.download_dir();
+        let own = PullDir(shared.join(format!("pull-{}", uuid::Uuid::new_v4())));
+        tokio::fs::create_dir_all(&own.0)
             .await
-            .map_err(|e| ImageError::io("create directory", &dir, e))?;
+            .map_err(|e| ImageError::io("create directory", &own.0, e))?;
 
         let manifest_size = resolved.manifest_bytes.len() as u64;
-        write_verified(&dir, &resolved.manifest_digest, &resolved.manifest_bytes).await?;
+        write_verified(&own.0, &resolved.manifest_digest, &resolved.manifest_bytes).await?;
         if let Some(index) = &resolved.index_digest {
             let _ = progress.send(done(index, "index", 0));
         }
@@ -138,7 +160,7 @@ impl Puller {
         for need in needs.iter() {
             let fetch = self.fetch(
                 Arc::clone(&client),
-                creds.clone(),
+                own.0.clone(),
                 need.digest.clone(),
                 need.size,
                 need.kind,
@@ -149,7 +171,8 @@ impl Puller {
         let mut downloaded = 0u64;
         let mut first_err = None;
         while let Some(res) = tasks.join_next().await {
-            match res.expect("blob fetches do not panic") {
+            let res = res.map_err(|e| joined(&normalized, "a blob download", e));
+            match res.and_then(|r| r) {
                 Ok(bytes) => downloaded += bytes,
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -161,14 +184,21 @@ impl Puller {
         }
 
         let downloaded_at = started.elapsed();
+        #[cfg(test)]
+        let hook = self.before_ingest.lock().unwrap().take();
         let store = Arc::clone(&self.store);
+        let dir = own.0.clone();
         let tag = normalized.clone();
         let manifest_digest = resolved.manifest_digest.clone();
         let index_digest = resolved.index_digest.clone();
         let sizes: HashMap<Digest, u64> =
             needs.iter().map(|n| (n.digest.clone(), n.size)).collect();
         let tx = progress.clone();
-        let image = blocking(move || {
+        let image = blocking(&normalized, move || {
+            #[cfg(test)]
+            if let Some(hook) = hook {
+                hook();
+            }
             store.ingest_pulled(
                 &dir,
                 &manifest_digest,
@@ -187,8 +217,13 @@ impl Puller {
                 },
             )
         })
-        .await?;
+        .await??;
+        drop(own);
         for need in &needs {
+            // The store has it now; a pull still wanting the download has its own link.
+            if self.store.blob_path(&need.digest).is_file() {
+                let _ = tokio::fs::remove_file(shared.join(need.digest.hex())).await;
+            }
             let _ = progress.send(done(&need.digest, need.kind, need.size));
         }
         info!(
@@ -208,29 +243,54 @@ impl Puller {
     async fn resolve(
         &self,
         r: &Reference,
-        creds: &Credentials,
+        auth: &PullAuth,
         digest: Option<&Digest>,
     ) -> Result<(EndpointClient, Resolved), RegistryError> {
         let endpoints = self.registries.endpoints(&r.domain);
         let mut tried = Vec::new();
         let mut last = None;
-        for ep in &endpoints {
-            let attempt = async {
-                let client = EndpointClient::new(ep, r)?;
-                let resolved = client.resolve(creds, r.tag.as_deref(), digest).await?;
-                Ok::<_, RegistryError>((client, resolved))
-            }
-            .await;
-            match attempt {
-                Ok(found) => return Ok(found),
-                Err(e) => {
-                    if ep.mirror {
-                        warn!(reference = %r, mirror = %ep.url(), error = %e, "mirror failed; trying the next endpoint");
-                    }
-                    let role = if ep.mirror { "mirror" } else { "host" };
-                    tried.push(format!("{} ({role}): {e}", ep.url()));
-                    last = Some(e);
+        for first in &endpoints {
+            let mut ep = first.clone();
+            let mut fell_back = false;
+            loop {
+                let attempt = async {
+                    let client = EndpointClient::new(&ep, r, auth.for_endpoint(&ep))?;
+                    let resolved = client.resolve(r.tag.as_deref(), digest).await?;
+                    Ok::<_, RegistryError>((client, resolved))
                 }
+                .await;
+                let e = match attempt {
+                    Ok(found) => return Ok(found),
+                    Err(e) => e,
+                };
+                if ep.mirror {
+                    warn!(reference = %r, mirror = %ep.url(), error = %e, "mirror failed; trying the next endpoint");
+                }
+                let role = if ep.mirror { "mirror" } else { "host" };
+                let connect = matches!(e, RegistryError::Connect { .. });
+                let answered = matches!(
+                    e,
+                    RegistryError::CredentialsRefused { .. }
+                        | RegistryError::CredentialsRequired { .. }
+                        | RegistryError::Denied { .. }
+                        | RegistryError::NotFound { .. }
+                        | RegistryError::Tampered { .. }
+                );
+                if fell_back && answered {
+                    // A registry answered over plain HTTP: its answer is the error; the TLS
+                    // failure before it only said that it speaks plain HTTP. Anything else
+                    // (an HTTPS-only server refusing plain HTTP, say) keeps both.
+                    tried.pop();
+                }
+                tried.push(format!("{} ({role}): {e}", ep.url()));
+                let fallback = ep.http_fallback && connect;
+                last = Some(e);
+                if !fallback {
+                    break;
+                }
+                debug!(reference = %r, registry = %ep.url(), "no TLS connection to this loopback registry; trying plain HTTP");
+                ep = ep.over_plain_http();
+                fell_back = true;
             }
         }
         let last = last.expect("at least the host itself is tried");
@@ -243,13 +303,13 @@ impl Puller {
         })
     }
 
-    /// Makes sure the verified blob is in the store or the download directory, downloading
-    /// it unless another pull already is (then it waits for that one). Returns the bytes
-    /// this call downloaded itself.
+    /// Links the verified blob into the pull's own directory `own`, from the store or the
+    /// shared download directory, downloading it first unless another pull already is
+    /// (then it waits for that one). Returns the bytes this call downloaded itself.
     fn fetch(
         &self,
         client: Arc<EndpointClient>,
-        creds: Credentials,
+        own: PathBuf,
         digest: Digest,
         size: u64,
         kind: &'static str,
@@ -270,56 +330,139 @@ impl Puller {
                 });
             };
             let dir = store.download_dir();
-            let path = dir.join(digest.hex());
-            if store.has_blob(&digest) || path.is_file() {
-                report("exists", size);
-                return Ok(0);
-            }
-            let (mut rx, leader) = {
-                let mut map = inflight.lock().unwrap_or_else(|e| e.into_inner());
-                match map.get(&digest) {
-                    Some(rx) => (rx.clone(), false),
-                    None => {
-                        let (tx, rx) = watch::channel(Download::Running(0));
-                        map.insert(digest.clone(), rx.clone());
-                        let job = Job {
-                            client,
-                            creds,
-                            digest: digest.clone(),
-                            size,
-                            kind,
-                            dir,
-                            inflight: Arc::clone(&inflight),
-                            slots,
-                        };
-                        // A task of its own: a pull whose client goes away does not cancel
-                        // a download other pulls may be waiting for.
-                        tokio::spawn(job.run(tx));
-                        (rx, true)
-                    }
+            let shared = dir.join(digest.hex());
+            let mine = own.join(digest.hex());
+            let link = |from: &Path| -> Result<bool, RegistryError> {
+                match std::fs::hard_link(from, &mine) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(true),
+                    // Gone since (garbage-collected, or cleaned up after an ingest).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(RegistryError::Local {
+                        reference: reference.clone(),
+                        digest: digest.to_string(),
+                        detail: format!("link {} to {}: {e}", from.display(), mine.display()),
+                    }),
                 }
             };
-            let status = if leader { "downloading" } else { "waiting" };
-            loop {
-                let state = rx.borrow_and_update().clone();
-                match state {
-                    Download::Done(Ok(())) => {
-                        report("verifying", size);
-                        return Ok(if leader { size } else { 0 });
+            let mut downloaded = 0;
+            // Content can vanish between a download and the link to it; each round trips
+            // over that at most once more, so a few rounds settle it.
+            for _ in 0..3 {
+                if link(&store.blob_path(&digest))? || link(&shared)? {
+                    if downloaded == 0 {
+                        report("exists", size);
                     }
-                    Download::Done(Err(e)) => return Err(e),
-                    Download::Running(n) => report(status, n),
+                    return Ok(downloaded);
                 }
-                if rx.changed().await.is_err() {
-                    if let Download::Done(r) = rx.borrow().clone() {
-                        return r.map(|()| if leader { size } else { 0 });
-                    }
-                    return Err(RegistryError::Interrupted {
-                        reference,
-                        digest: digest.to_string(),
-                        detail: "the download task ended without a result".into(),
-                    });
+                downloaded += Self::download_shared(
+                    &client, &inflight, &slots, &dir, &digest, size, kind, &report,
+                )
+                .await?;
+            }
+            Err(RegistryError::Local {
+                reference,
+                digest: digest.to_string(),
+                detail: "the downloaded blob was removed before it could be linked for this pull, three times; pull again".into(),
+            })
+        }
+    }
+
+    /// Downloads the blob into the shared download directory, or waits for the pull that
+    /// already is. Returns the bytes this call downloaded itself.
+    #[allow(clippy::too_many_arguments)]
+    async fn download_shared(
+        client: &Arc<EndpointClient>,
+        inflight: &InFlight,
+        slots: &Arc<Semaphore>,
+        dir: &Path,
+        digest: &Digest,
+        size: u64,
+        kind: &'static str,
+        report: &(dyn Fn(&'static str, u64) + Send + Sync),
+    ) -> Result<u64, RegistryError> {
+        let mut retries = 0;
+        loop {
+            let (result, leader) =
+                Self::download_or_wait(client, inflight, slots, dir, digest, size, kind, report)
+                    .await;
+            match result {
+                // Another pull's download ran with its endpoint and credentials: its failure
+                // says little about this pull's, which now tries with its own (as the leader,
+                // unless yet another pull got there first). Corrupt content is not retried:
+                // the digest names the same bytes everywhere.
+                Err(e)
+                    if !leader
+                        && !matches!(e, RegistryError::Tampered { .. })
+                        && retries < MAX_WAITER_RETRIES =>
+                {
+                    retries += 1;
+                    warn!(blob = %digest, error = %e, endpoint = %client.endpoint().url(), "a download this pull waited for failed; downloading it from this pull's endpoint");
                 }
+                other => return other,
+            }
+        }
+    }
+
+    /// One round of [`Self::download_shared`]: leads a new download or waits for the one
+    /// running. Returns the result and whether this call led.
+    #[allow(clippy::too_many_arguments)]
+    async fn download_or_wait(
+        client: &Arc<EndpointClient>,
+        inflight: &InFlight,
+        slots: &Arc<Semaphore>,
+        dir: &Path,
+        digest: &Digest,
+        size: u64,
+        kind: &'static str,
+        report: &(dyn Fn(&'static str, u64) + Send + Sync),
+    ) -> (Result<u64, RegistryError>, bool) {
+        let reference = client.reference().to_string();
+        let (mut rx, leader) = {
+            let mut map = inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(digest) {
+                Some(rx) => (rx.clone(), false),
+                None => {
+                    let (tx, rx) = watch::channel(Download::Running(0));
+                    map.insert(digest.clone(), rx.clone());
+                    let job = Job {
+                        client: Arc::clone(client),
+                        digest: digest.clone(),
+                        size,
+                        kind,
+                        dir: dir.to_path_buf(),
+                        inflight: Arc::clone(inflight),
+                        slots: Arc::clone(slots),
+                    };
+                    // A task of its own: a pull whose client goes away does not cancel
+                    // a download other pulls may be waiting for.
+                    tokio::spawn(job.run(tx));
+                    (rx, true)
+                }
+            }
+        };
+        let status = if leader { "downloading" } else { "waiting" };
+        let bytes = if leader { size } else { 0 };
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                Download::Done(Ok(())) => {
+                    report("verifying", size);
+                    return (Ok(bytes), leader);
+                }
+                Download::Done(Err(e)) => return (Err(e), leader),
+                Download::Running(n) => report(status, n),
+            }
+            if rx.changed().await.is_err() {
+                if let Download::Done(r) = rx.borrow().clone() {
+                    return (r.map(|()| bytes), leader);
+                }
+                let e = RegistryError::Interrupted {
+                    reference,
+                    digest: digest.to_string(),
+                    detail: "the download task ended without a result".into(),
+                };
+                return (Err(e), leader);
             }
         }
     }
@@ -328,7 +471,6 @@ impl Puller {
 /// One blob download, reporting to every pull that waits for it.
 struct Job {
     client: Arc<EndpointClient>,
-    creds: Credentials,
     digest: Digest,
     size: u64,
     kind: &'static str,
@@ -392,7 +534,7 @@ impl Job {
         };
         let mut stream = self
             .client
-            .blob_stream(&self.digest, self.size, &self.creds)
+            .blob_stream(&self.digest, self.size)
             .await
             .map_err(|e| match e {
                 RegistryError::Tampered { detail, .. } => tampered(detail),
@@ -457,6 +599,10 @@ impl Job {
         tokio::fs::rename(tmp, &dest)
             .await
             .map_err(|e| local("rename", e))?;
+        // The name, too, survives a crash before the pull's ingest links it into the store.
+        sync_dir(&self.dir)
+            .await
+            .map_err(|e| local("fsync directory of", e))?;
         tx.send_replace(Download::Running(n));
         Ok(())
     }
@@ -496,7 +642,8 @@ fn needs(resolved: &Resolved) -> Result<Vec<Need>, ImageError> {
     Ok(out)
 }
 
-/// Writes bytes already verified against `digest` as `<hex>` in `dir` (atomically).
+/// Writes bytes already verified against `digest` as `<hex>` in `dir`, atomically and
+/// durably: the store links this file in as it is, and its index then names it.
 async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), ImageError> {
     let dest = dir.join(digest.hex());
     if dest.is_file() {
@@ -504,8 +651,12 @@ async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), 
     }
     let tmp = dir.join(format!("{}.partial-{}", digest.hex(), uuid::Uuid::new_v4()));
     let result = async {
-        tokio::fs::write(&tmp, data).await?;
-        tokio::fs::rename(&tmp, &dest).await
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        file.write_all(data).await?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp, &dest).await?;
+        sync_dir(dir).await
     }
     .await;
     if let Err(e) = result {
@@ -513,6 +664,11 @@ async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), 
         return Err(ImageError::io("write downloaded manifest", &dest, e));
     }
     Ok(())
+}
+
+/// Makes the renames in `dir` durable.
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
 }
 
 fn done(digest: &Digest, kind: &'static str, size: u64) -> Progress {
@@ -525,9 +681,32 @@ fn done(digest: &Digest, kind: &'static str, size: u64) -> Progress {
     }
 }
 
-/// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+/// Runs blocking store work of the pull of `reference` off the async workers.
+async fn blocking<T: Send + 'static>(
+    reference: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RegistryError> {
     tokio::task::spawn_blocking(f)
         .await
-        .expect("image store calls do not panic")
+        .map_err(|e| joined(reference, "storing the image", e))
+}
+
+/// A task of the pull that panicked or was cancelled, as an error for this pull only: the
+/// request handler, and other pulls, go on.
+fn joined(reference: &str, task: &str, e: tokio::task::JoinError) -> RegistryError {
+    let detail = if e.is_panic() {
+        let payload = e.into_panic();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        format!("{task} panicked: {msg}")
+    } else {
+        format!("{task} was cancelled")
+    };
+    RegistryError::Task {
+        reference: reference.to_string(),
+        detail,
+    }
 }

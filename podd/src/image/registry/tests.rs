@@ -49,7 +49,7 @@ fn registries(toml_text: &str) -> Registries {
 
 async fn pull(env: &Env, r: &str, creds: &Credentials) -> Result<crate::image::Image, ImageError> {
     let (tx, _rx) = mpsc::unbounded_channel();
-    env.puller.pull(r, creds, &tx).await
+    env.puller.pull(r, &creds.clone().into(), &tx).await
 }
 
 /// Pulls, collecting every progress event.
@@ -58,7 +58,7 @@ async fn pull_events(
     r: &str,
 ) -> (Result<crate::image::Image, ImageError>, Vec<Progress>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let res = env.puller.pull(r, &Credentials::Anonymous, &tx).await;
+    let res = env.puller.pull(r, &PullAuth::default(), &tx).await;
     drop(tx);
     let mut events = Vec::new();
     while let Some(e) = rx.recv().await {
@@ -251,6 +251,30 @@ async fn index_without_this_platform_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_server_that_is_not_a_registry_gets_a_hint() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    reg.fail_all(Some(StatusCode::IM_A_TEAPOT));
+    let env = env();
+    let e = registry_err(
+        pull(
+            &env,
+            &format!("{}/x:1", reg.host()),
+            &Credentials::Anonymous,
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.kind(), Kind::Failed, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("HTTP 418"), "{msg}");
+    assert!(
+        msg.contains("check the registry host or mirror URL: is it an OCI distribution registry?"),
+        "{msg}"
+    );
+    assert_nothing_stored(&env);
+}
+
+#[tokio::test]
 async fn basic_auth_good_missing_and_wrong_credentials() {
     let reg = FakeRegistry::start(AuthMode::Basic("alice".into(), "s3cret".into())).await;
     reg.add_image("p", "1", &[(tar_with("f", b"x"), Compression::Gzip)], false);
@@ -385,11 +409,15 @@ async fn not_found_and_unreachable_name_the_registry() {
     let r = format!("127.0.0.1:{closed}/x:1");
     let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
     assert_eq!(e.kind(), Kind::Unavailable);
-    assert!(
-        e.to_string()
-            .contains(&format!("http://127.0.0.1:{closed}")),
-        "{e}"
-    );
+    // A loopback registry without configuration: HTTPS first, then plain HTTP; the error
+    // lists both attempts.
+    let msg = e.to_string();
+    for tried in [
+        format!("https://127.0.0.1:{closed} (host): cannot connect"),
+        format!("http://127.0.0.1:{closed} (host): cannot connect"),
+    ] {
+        assert!(msg.contains(&tried), "{msg}");
+    }
 }
 
 /// A loopback port nothing listens on.
@@ -459,6 +487,70 @@ async fn mirrors_are_tried_in_order_and_fall_through_to_the_host() {
     assert_nothing_stored(&env3);
 }
 
+async fn pull_with(env: &Env, r: &str, auth: &PullAuth) -> Result<crate::image::Image, ImageError> {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    env.puller.pull(r, auth, &tx).await
+}
+
+#[tokio::test]
+async fn credentials_never_reach_a_mirror_they_were_not_given_for() {
+    // Both ask for the same Basic login: oci-client only sends credentials when challenged,
+    // so a mirror that challenges is what would see them.
+    let host = FakeRegistry::start(AuthMode::Basic("u".into(), "p".into())).await;
+    let layers = [(tar_with("m", b"mirrored"), Compression::Gzip)];
+    let built = host.add_image("lib/app", "1", &layers, false);
+    let mirror = FakeRegistry::start(AuthMode::Basic("u".into(), "p".into())).await;
+    mirror.add_image("lib/app", "1", &layers, false);
+    let cfg = format!(
+        "[registries.\"{}\"]\nmirrors = [\"http://{}\"]\n",
+        host.host(),
+        mirror.host()
+    );
+    let r = format!("{}/lib/app:1", host.host());
+    let creds = basic("u", "p");
+
+    // No server_address: the credentials are the reference's registry's only; the mirror
+    // answers the anonymous pull 401 and the host serves it.
+    let env1 = env_with(registries(&cfg));
+    let img = pull_with(&env1, &r, &PullAuth::new(creds.clone(), "").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(img.id, built.config_digest);
+    assert_eq!(
+        mirror.authorizations(),
+        0,
+        "the mirror was sent credentials"
+    );
+    assert!(host.authorizations() > 0);
+    // server_address naming the registry, as a URL.
+    let env2 = env_with(registries(&cfg));
+    let for_host = PullAuth::new(creds.clone(), &format!("http://{}/v1/", host.host())).unwrap();
+    pull_with(&env2, &r, &for_host).await.unwrap();
+    assert_eq!(
+        mirror.authorizations(),
+        0,
+        "the mirror was sent credentials"
+    );
+
+    // server_address naming another registry: nobody gets them, the host asks for some.
+    let env3 = env_with(registries(&cfg));
+    let other = PullAuth::new(creds.clone(), "other.example").unwrap();
+    let e = registry_err(pull_with(&env3, &r, &other).await.unwrap_err());
+    assert_eq!(e.kind(), Kind::Unauthenticated, "{e}");
+    assert!(e.to_string().contains("requires credentials"), "{e}");
+    assert_eq!(
+        mirror.authorizations(),
+        0,
+        "the mirror was sent credentials"
+    );
+
+    // server_address naming the mirror: the mirror gets them (and only then).
+    let env4 = env_with(registries(&cfg));
+    let for_mirror = PullAuth::new(creds, &mirror.host()).unwrap();
+    pull_with(&env4, &r, &for_mirror).await.unwrap();
+    assert!(mirror.authorizations() > 0);
+}
+
 #[tokio::test]
 async fn concurrent_pulls_of_one_image_download_each_blob_once() {
     let reg = FakeRegistry::start(AuthMode::None).await;
@@ -492,6 +584,51 @@ async fn concurrent_pulls_of_one_image_download_each_blob_once() {
 }
 
 #[tokio::test]
+async fn a_pull_waiting_on_a_failed_download_downloads_it_from_its_own_endpoint() {
+    let big: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let layers = [(tar_with("big", &big), Compression::Gzip)];
+    let broken = FakeRegistry::start(AuthMode::None).await;
+    let built = broken.add_image("w", "1", &layers, false);
+    let good = FakeRegistry::start(AuthMode::Basic("u".into(), "p".into())).await;
+    good.add_image("w", "1", &layers, false);
+    let layer = built.layer_digests[0].clone();
+    let release = broken.hold_then_break(&layer);
+    let env = env();
+    let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+    let (tx_b, mut rx_b) = mpsc::unbounded_channel();
+    let auth_a = PullAuth::default();
+    let auth_b = PullAuth::from(basic("u", "p"));
+    let ref_a = format!("{}/w:1", broken.host());
+    let ref_b = format!("{}/w:1", good.host());
+    // Pull A leads the layer's download from the broken registry; pull B (another
+    // registry, with credentials) waits for it; then A's download breaks off.
+    let a = env.puller.pull(&ref_a, &auth_a, &tx_a);
+    let b = async {
+        while let Some(p) = rx_a.recv().await {
+            if p.digest == layer && p.status == "downloading" && p.current > 0 {
+                break;
+            }
+        }
+        let pull_b = env.puller.pull(&ref_b, &auth_b, &tx_b);
+        let watch_b = async {
+            while let Some(p) = rx_b.recv().await {
+                if p.digest == layer && p.status == "waiting" {
+                    release.notify_one();
+                    break;
+                }
+            }
+        };
+        tokio::join!(pull_b, watch_b).0
+    };
+    let (a, b) = tokio::join!(a, b);
+    let e = registry_err(a.unwrap_err());
+    assert_eq!(e.kind(), Kind::Unavailable, "{e}");
+    assert_eq!(b.unwrap().id, built.config_digest);
+    assert_eq!(broken.blob_hits(&layer), 1);
+    assert_eq!(good.blob_hits(&layer), 1);
+}
+
+#[tokio::test]
 async fn an_interrupted_pull_leaves_no_image_and_the_next_one_completes() {
     let reg = FakeRegistry::start(AuthMode::None).await;
     let built = reg.add_image(
@@ -518,7 +655,8 @@ async fn an_interrupted_pull_leaves_no_image_and_the_next_one_completes() {
     let env2 = super::tests::env();
     {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let fut = env2.puller.pull(&r, &Credentials::Anonymous, &tx);
+        let auth = PullAuth::default();
+        let fut = env2.puller.pull(&r, &auth, &tx);
         tokio::pin!(fut);
         loop {
             tokio::select! {
@@ -588,6 +726,66 @@ async fn shared_layers_are_stored_once_and_not_downloaded_again() {
         .remove(&format!("{}/s:1", reg.host()))
         .unwrap();
     assert_eq!(count(&env.root.join("layers")), 2);
+}
+
+#[tokio::test]
+async fn a_remove_between_download_and_ingest_does_not_break_the_pull() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let base = tar_with("base", b"shared base");
+    let one = reg.add_image("g", "1", &[(base.clone(), Compression::Gzip)], false);
+    let two = reg.add_image(
+        "g",
+        "2",
+        &[
+            (base, Compression::Gzip),
+            (tar_with("x", b"2"), Compression::Gzip),
+        ],
+        false,
+    );
+    let env = env();
+    let first = format!("{}/g:1", reg.host());
+    pull(&env, &first, &Credentials::Anonymous).await.unwrap();
+    // The second pull finds the base layer stored and downloads nothing for it; the first
+    // image is then removed, which garbage-collects that blob, before the pull ingests.
+    let store = Arc::clone(env.puller.store());
+    *env.puller.before_ingest.lock().unwrap() = Some(Box::new(move || {
+        store.remove(&first).unwrap();
+        assert_eq!(store.list().len(), 0);
+    }));
+    let (res, events) = pull_events(&env, &format!("{}/g:2", reg.host())).await;
+    let img = res.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.digest == one.layer_digests[0] && e.status == "exists"));
+    assert_eq!(reg.blob_hits(&one.layer_digests[0]), 1);
+    assert_eq!(img.id, two.config_digest);
+    assert_eq!(env.puller.store().layer_dirs(&img).len(), 2);
+    for d in &two.layer_digests {
+        assert!(env.root.join("blobs/sha256").join(&d[7..]).is_file(), "{d}");
+    }
+    // Nothing of the pull is left in the download directory.
+    assert_eq!(count(&env.root.join("tmp/pull")), 0);
+}
+
+#[tokio::test]
+async fn a_panic_while_storing_fails_that_pull_only() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let built = reg.add_image("p", "1", &[(tar_with("a", b"a"), Compression::Gzip)], false);
+    let env = env();
+    let r = format!("{}/p:1", reg.host());
+    *env.puller.before_ingest.lock().unwrap() = Some(Box::new(|| panic!("injected")));
+    let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
+    assert_eq!(e.kind(), Kind::Internal, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("storing the image panicked: injected"),
+        "{msg}"
+    );
+    assert!(msg.contains(&r), "{msg}");
+    assert!(env.puller.store().list().is_empty());
+    // The puller goes on working.
+    let img = pull(&env, &r, &Credentials::Anonymous).await.unwrap();
+    assert_eq!(img.id, built.config_digest);
 }
 
 #[tokio::test]
