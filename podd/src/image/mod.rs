@@ -108,7 +108,12 @@ impl ImageStore {
         }
         let tmp = store.tmp_dir();
         for entry in read_dir(&tmp)? {
-            info!(path = %entry.display(), "removing leftover of an interrupted import");
+            // The pull engine's download dir stays behind, empty, after every good pull: only
+            // content is worth a log line.
+            let empty_dir = std::fs::read_dir(&entry).is_ok_and(|mut d| d.next().is_none());
+            if !empty_dir {
+                info!(path = %entry.display(), "removing leftover of an interrupted import or pull");
+            }
             remove_any(&entry)?;
         }
         for entry in read_dir(root)? {

@@ -14,7 +14,7 @@ pub enum RegistryError {
     },
 
     /// The registry answered 401 to an anonymous request.
-    #[error("registry {registry} requires credentials for {reference}: {detail} (pass a username and password, or a token, with the pull: the CRI AuthConfig)")]
+    #[error("registry {registry} requires credentials for {reference}: {detail} (pass credentials with the pull: `podctl pull --creds USER:PASS`, `crictl pull --creds USER:PASS`, or the CRI AuthConfig)")]
     CredentialsRequired {
         registry: String,
         reference: String,
