@@ -36,6 +36,10 @@ struct Args {
     /// 10.209.0.0/16].
     #[arg(long = "pod-subnet")]
     pod_subnet: Option<ipnet::Ipv4Net>,
+    /// Bridge of the default network podd writes [default: podd0]; two podds on one host
+    /// need different bridges (and `[cni] network_name`s).
+    #[arg(long = "cni-bridge")]
+    cni_bridge: Option<String>,
     /// Write the default network when the conf dir has none [default: true].
     #[arg(long = "cni-default-network")]
     cni_default_network: Option<bool>,
@@ -81,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(subnet) = args.pod_subnet {
         cni.subnet = subnet;
+    }
+    if let Some(bridge) = args.cni_bridge {
+        cni.bridge = bridge;
     }
     if let Some(on) = args.cni_default_network {
         cni.default_network = on;

@@ -39,6 +39,10 @@ pub struct CniConfig {
     pub subnet: Ipv4Net,
     /// Write the default network when `conf_dir` has no configuration.
     pub default_network: bool,
+    /// Bridge of the default network (at most 15 bytes): two podds on one host need two.
+    pub bridge: String,
+    /// Name of the default network (also host-local's data dir name under /var/lib/cni/networks).
+    pub network_name: String,
 }
 
 impl Default for CniConfig {
@@ -48,6 +52,8 @@ impl Default for CniConfig {
             conf_dir: PathBuf::from("/etc/cni/net.d"),
             subnet: DEFAULT_SUBNET,
             default_network: true,
+            bridge: DEFAULT_BRIDGE.to_string(),
+            network_name: DEFAULT_NETWORK_NAME.to_string(),
         }
     }
 }
@@ -187,18 +193,19 @@ pub fn load(dir: &Path) -> Result<NetConfList> {
     parse(&first, &data)
 }
 
-/// The default network: bridge `podd0` (the gateway, masquerading traffic that leaves the
+/// The default network: bridge `cfg.bridge` (the gateway, masquerading traffic that leaves the
 /// subnet, hairpin so a pod reaches itself through its own host port) with host-local IPAM on
-/// `subnet`, then portmap for host ports (SNAT so that 127.0.0.1:PORT works). Loopback needs no
-/// plugin: the infra brings `lo` up itself.
-pub fn default_conflist(subnet: Ipv4Net) -> Value {
+/// `cfg.subnet`, then portmap for host ports (SNAT so that 127.0.0.1:PORT works). Loopback
+/// needs no plugin: the infra brings `lo` up itself.
+pub fn default_conflist(cfg: &CniConfig) -> Value {
+    let subnet = cfg.subnet;
     json!({
         "cniVersion": DEFAULT_CNI_VERSION,
-        "name": DEFAULT_NETWORK_NAME,
+        "name": cfg.network_name,
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": DEFAULT_BRIDGE,
+                "bridge": cfg.bridge,
                 "isGateway": true,
                 "ipMasq": true,
                 "hairpinMode": true,
@@ -217,9 +224,16 @@ pub fn default_conflist(subnet: Ipv4Net) -> Value {
     })
 }
 
-/// Writes the default network into `dir` when it holds no configuration; returns the file
-/// written, or None when there was one already.
-pub fn write_default(dir: &Path, subnet: Ipv4Net) -> Result<Option<PathBuf>> {
+/// Writes the default network into `cfg.conf_dir` when it holds no configuration; returns the
+/// file written, or None when there was one already.
+pub fn write_default(cfg: &CniConfig) -> Result<Option<PathBuf>> {
+    let dir = &cfg.conf_dir;
+    if cfg.bridge.is_empty() || cfg.bridge.len() > 15 || cfg.bridge.contains(['/', ' ']) {
+        return Err(NetError::NotReady(format!(
+            "the default network's bridge name {:?} is not a valid interface name (1 to 15 bytes, no '/' or space); fix [cni] bridge or --cni-bridge",
+            cfg.bridge
+        )));
+    }
     if !config_files(dir)?.is_empty() {
         return Ok(None);
     }
@@ -228,12 +242,33 @@ pub fn write_default(dir: &Path, subnet: Ipv4Net) -> Result<Option<PathBuf>> {
         dir.display()
     )))?;
     let path = dir.join(DEFAULT_FILE);
-    let data = serde_json::to_vec_pretty(&default_conflist(subnet)).expect("JSON serializes");
+    let data = serde_json::to_vec_pretty(&default_conflist(cfg)).expect("JSON serializes");
     crate::store::write_atomic(&path, &data).map_err(|e| NetError::Io {
         what: format!("write the default CNI network {}", path.display()),
         source: std::io::Error::other(e.to_string()),
     })?;
     Ok(Some(path))
+}
+
+/// When the conf dir's first file is the default network podd wrote earlier but podd's
+/// settings (subnet, bridge, name) now say otherwise: what differs. podd never rewrites it (pods
+/// on the old network would lose their bridge address), so the operator is told instead.
+pub fn stale_default(cfg: &CniConfig) -> Option<String> {
+    let first = config_files(&cfg.conf_dir).ok()?.into_iter().next()?;
+    if first.file_name()? != DEFAULT_FILE {
+        return None;
+    }
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(&first).ok()?).ok()?;
+    let wanted = default_conflist(cfg);
+    (on_disk != wanted).then(|| {
+        format!(
+            "{} was written for other settings than podd's current ones (subnet {}, bridge {}, network {}); it is used as it is: remove it (after removing the pods on it) to have podd write it anew",
+            first.display(),
+            cfg.subnet,
+            cfg.bridge,
+            cfg.network_name
+        )
+    })
 }
 
 /// The plugin binary `name` in the first of `dirs` that has it.
@@ -251,11 +286,17 @@ mod tests {
     #[test]
     fn default_network_is_bridge_then_portmap_on_the_subnet() {
         let dir = tempfile::tempdir().unwrap();
-        let subnet: Ipv4Net = "10.209.7.9/24".parse().unwrap();
-        let written = write_default(dir.path(), subnet).unwrap().unwrap();
+        let mut cfg = CniConfig {
+            conf_dir: dir.path().to_path_buf(),
+            subnet: "10.209.7.9/24".parse().unwrap(),
+            ..CniConfig::default()
+        };
+        let written = write_default(&cfg).unwrap().unwrap();
         assert_eq!(written, dir.path().join(DEFAULT_FILE));
+        assert_eq!(stale_default(&cfg), None);
         let list = load(dir.path()).unwrap();
         assert_eq!(list.name, "podd");
+        assert_eq!(list.plugins[0]["bridge"], "podd0");
         let types: Vec<&str> = list.plugins.iter().map(NetConfList::plugin_type).collect();
         assert_eq!(types, ["bridge", "portmap"]);
         assert_eq!(
@@ -264,7 +305,35 @@ mod tests {
         );
         assert_eq!(list.plugins[1]["capabilities"]["portMappings"], true);
         // Never twice, never over someone's file.
-        assert_eq!(write_default(dir.path(), subnet).unwrap(), None);
+        assert_eq!(write_default(&cfg).unwrap(), None);
+        // Other settings later: the file stays as it is and the operator is told what differs.
+        cfg.subnet = "10.212.0.0/16".parse().unwrap();
+        let stale = stale_default(&cfg).expect("a changed subnet is noticed");
+        assert!(
+            stale.contains("10.212.0.0/16") && stale.contains(DEFAULT_FILE),
+            "{stale}"
+        );
+        assert_eq!(write_default(&cfg).unwrap(), None);
+    }
+
+    #[test]
+    fn bridge_and_network_name_are_settings_and_bad_bridge_names_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = CniConfig {
+            conf_dir: dir.path().to_path_buf(),
+            bridge: "podd-b".into(),
+            network_name: "podd-b".into(),
+            ..CniConfig::default()
+        };
+        write_default(&cfg).unwrap().unwrap();
+        let list = load(dir.path()).unwrap();
+        assert_eq!(
+            (list.name.as_str(), &list.plugins[0]["bridge"]),
+            ("podd-b", &json!("podd-b"))
+        );
+        cfg.bridge = "a-bridge-name-too-long".into();
+        let err = write_default(&cfg).unwrap_err().to_string();
+        assert!(err.contains("--cni-bridge"), "{err}");
     }
 
     #[test]

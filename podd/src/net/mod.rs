@@ -37,14 +37,18 @@ impl Cni {
         if !self.config.default_network {
             return;
         }
-        match config::write_default(&self.config.conf_dir, self.config.subnet) {
+        match config::write_default(&self.config) {
             Ok(Some(path)) => tracing::info!(
                 file = %path.display(),
                 subnet = %self.config.subnet,
                 "wrote the default CNI network (bridge {}, host-local, portmap)",
-                config::DEFAULT_BRIDGE
+                self.config.bridge
             ),
-            Ok(None) => {}
+            Ok(None) => {
+                if let Some(stale) = config::stale_default(&self.config) {
+                    tracing::warn!("{stale}");
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "cannot write the default CNI network"),
         }
     }
