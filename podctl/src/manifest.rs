@@ -101,6 +101,17 @@ pub const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "
 pub struct PodSecurityContext {
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,
+    /// Namespaced sysctls for the pod; podd checks which ones a pod may set.
+    #[serde(default)]
+    pub sysctls: Vec<Sysctl>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Sysctl {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -418,6 +429,7 @@ pub fn validate(pod: &Pod) -> Vec<(String, String)> {
     }
 
     validate_dns(pod, &mut bad);
+    validate_sysctls(pod, &mut bad);
 
     if pod.spec.containers.is_empty() {
         bad(
@@ -544,6 +556,22 @@ pub fn validate(pod: &Pod) -> Vec<(String, String)> {
 }
 
 /// `dnsPolicy` and `dnsConfig` as Kubernetes validates them.
+/// Names present and unique; which sysctls a pod may set is podd's to say.
+fn validate_sysctls(pod: &Pod, bad: &mut impl FnMut(String, String)) {
+    let Some(sc) = &pod.spec.security_context else {
+        return;
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in sc.sysctls.iter().enumerate() {
+        let field = format!("spec.securityContext.sysctls[{i}].name");
+        if s.name.is_empty() {
+            bad(field, "required".into());
+        } else if !seen.insert(s.name.as_str()) {
+            bad(field, format!("{:?} is given twice", s.name));
+        }
+    }
+}
+
 fn validate_dns(pod: &Pod, bad: &mut impl FnMut(String, String)) {
     let policy = pod.spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
     if !DNS_POLICIES.contains(&policy) {

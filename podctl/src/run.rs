@@ -205,6 +205,14 @@ pub fn sandbox_config(pod: &Pod, uid: &str) -> cri::PodSandboxConfig {
                     .map(|value| cri::Int64Value { value }),
                 ..Default::default()
             }),
+            sysctls: psc
+                .map(|s| {
+                    s.sysctls
+                        .iter()
+                        .map(|s| (s.name.clone(), s.value.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             ..Default::default()
         }),
         ..Default::default()

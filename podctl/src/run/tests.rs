@@ -267,3 +267,23 @@ fn host_network_keeps_the_node_hostname_and_namespace() {
         .unwrap();
     assert_eq!(ns.network, cri::NamespaceMode::Node as i32);
 }
+
+#[test]
+fn pod_sysctls_go_to_the_sandbox_and_duplicates_are_refused() {
+    let p = pod(&format!(
+        "  securityContext:\n    sysctls:\n      - {{name: kernel.shm_rmid_forced, value: \"1\"}}\n      - {{name: net.ipv4.ip_local_port_range, value: \"20000 30000\"}}\n{ONE}"
+    ));
+    let sysctls = sandbox_config(&p, "u-1").linux.unwrap().sysctls;
+    assert_eq!(sysctls.len(), 2);
+    assert_eq!(sysctls["kernel.shm_rmid_forced"], "1");
+    assert_eq!(sysctls["net.ipv4.ip_local_port_range"], "20000 30000");
+
+    let text = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: demo\nspec:\n  securityContext:\n    sysctls:\n      - {{name: kernel.sem, value: \"1\"}}\n      - {{name: kernel.sem, value: \"2\"}}\n{ONE}"
+    );
+    let err = manifest::load("pod.yaml", &text).unwrap_err().to_string();
+    assert!(
+        err.contains("spec.securityContext.sysctls[1].name") && err.contains("twice"),
+        "{err}"
+    );
+}

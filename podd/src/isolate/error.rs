@@ -36,6 +36,9 @@ pub enum IsolateError {
     /// A spec could not be serialized (a bug in the caller).
     #[error("cannot encode the {op} spec: {0}", op = .1)]
     Encode(#[source] serde_json::Error, &'static str),
+    /// The kernel refused a sysctl of the request (no such sysctl, or a bad value).
+    #[error("sysctl {name}: {message}")]
+    SysctlRefused { name: String, message: String },
     /// A system call made by podd itself failed.
     #[error("{what}: {source}")]
     Sys {

@@ -1,8 +1,8 @@
 //! The only module that touches namespaces, mounts, pivot_root and process creation.
 //!
 //! Daemon side (tokio): [`Shim`] spawns `podd-shim`, [`ProcessHandle`] watches the processes
-//! it leaves behind, [`release_pod`] undoes a pod's host mounts. Shim side (single-threaded,
-//! no tokio): [`shim_main`] and the modules it dispatches to.
+//! it leaves behind, [`release_pod`] undoes a pod's host mounts, [`apply_sysctls`] sets a
+//! pod's sysctls from a thread of its own. Shim side (single-threaded, no tokio): [`shim_main`] and the modules it dispatches to.
 pub mod capabilities;
 pub mod spec;
 
@@ -22,6 +22,7 @@ mod propagation;
 mod rootfs_path;
 mod shim;
 mod syscall;
+mod sysctl;
 
 pub use entry::shim_main;
 pub use error::IsolateError;
@@ -34,3 +35,4 @@ pub use process::{
 };
 pub use propagation::{host_mount_of, HostMount};
 pub use shim::{ExecOutput, Shim, EXEC_OUTPUT_MAX};
+pub use sysctl::apply as apply_sysctls;

@@ -11,6 +11,8 @@ use crate::net::files::DnsConfig;
 use crate::net::PortMapping;
 use crate::process::ProcRef;
 
+pub mod sysctl;
+
 /// How a pod-level namespace is provided (CRI NamespaceMode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum NsMode {
@@ -47,6 +49,9 @@ pub struct PodConfig {
     /// CRI `port_mappings` with a host port, passed to the portmap plugin.
     #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
+    /// CRI `linux.sysctls`, each one of the pod's own namespaces (see [`sysctl::check`]).
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
 }
 
 impl PodConfig {

@@ -134,6 +134,7 @@ impl Runtime {
         if let Some(att) = network {
             record.ips = self.attach_network(att).await?.ips;
         }
+        apply_sysctls(record).await?;
         self.write_pod_files(record)?;
         record.state = PodState::Ready;
         let mut st = self.state.lock().unwrap();
@@ -276,5 +277,26 @@ impl Runtime {
             .filter(|c| c.pod_id == pod_id)
             .cloned()
             .collect()
+    }
+}
+
+/// The pod's sysctls, set after CNI ADD so that per-interface ones find the pod's interfaces.
+/// A sysctl the kernel refuses is the request's fault (INVALID_ARGUMENT), named by its field.
+async fn apply_sysctls(record: &PodRecord) -> Result<()> {
+    if record.config.sysctls.is_empty() {
+        return Ok(());
+    }
+    let sysctls = crate::pod::sysctl::check_all(&record.config.sysctls, &record.namespaces)
+        .map_err(|(name, why)| Error::invalid(format!("config.linux.sysctls[{name:?}]"), why))?;
+    let pin_dir = record.pin_dir.clone();
+    let applied = tokio::task::spawn_blocking(move || isolate::apply_sysctls(&pin_dir, &sysctls))
+        .await
+        .map_err(|e| Error::io("set the pod's sysctls")(std::io::Error::other(e)))?;
+    match applied {
+        Err(isolate::IsolateError::SysctlRefused { name, message }) => Err(Error::invalid(
+            format!("config.linux.sysctls[{name:?}]"),
+            message,
+        )),
+        other => Ok(other?),
     }
 }

@@ -13,7 +13,7 @@ use crate::isolate::capabilities;
 use crate::isolate::spec::Propagation;
 use crate::net::files::DnsConfig;
 use crate::net::PortMapping;
-use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
+use crate::pod::{sysctl, NsMode, PodConfig, PodRecord, PodState};
 use podd_proto::podd::v1::PullProgress;
 
 fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -102,7 +102,12 @@ pub fn pod_config(config: Option<cri::PodSandboxConfig>, handler: String) -> Res
     let network = ns_mode(ns.network, &format!("{NS}.network"), false)?;
     let dns = dns_config(config.dns_config.unwrap_or_default())?;
     let port_mappings = port_mappings(&config.port_mappings, network == NsMode::Node)?;
-    Ok(PodConfig {
+    let sysctls = config
+        .linux
+        .as_ref()
+        .map(|l| sorted(&l.sysctls))
+        .unwrap_or_default();
+    let pod = PodConfig {
         // Empty: the pod's new UTS namespace keeps the node's hostname, as containerd does
         // (kubelet always sends the pod's hostname).
         hostname: config.hostname.clone(),
@@ -120,7 +125,11 @@ pub fn pod_config(config: Option<cri::PodSandboxConfig>, handler: String) -> Res
         privileged,
         dns,
         port_mappings,
-    })
+        sysctls,
+    };
+    sysctl::check_all(&pod.sysctls, &pod.new_namespaces())
+        .map_err(|(name, why)| Error::invalid(format!("config.linux.sysctls[{name:?}]"), why))?;
+    Ok(pod)
 }
 
 /// Each entry one resolv.conf word: no whitespace, no NUL (a newline would inject lines).
