@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use podd_proto::podd::v1::podd_client::PoddClient;
@@ -495,6 +495,38 @@ impl Podd {
         })
     }
 
+    /// RunPodSandbox must fail with `code` and a message holding every one of `words`.
+    pub async fn run_pod_fails(
+        &self,
+        config: cri::PodSandboxConfig,
+        code: tonic::Code,
+        words: &[&str],
+    ) -> Result<()> {
+        let name = config.metadata.as_ref().map(|m| m.name.clone());
+        let res = self
+            .runtime
+            .clone()
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            })
+            .await;
+        let status = match res {
+            Ok(r) => bail!(
+                "RunPodSandbox {name:?} succeeded: {:?}; want {code:?} naming {words:?}",
+                r.into_inner()
+            ),
+            Err(s) => s,
+        };
+        ensure!(
+            status.code() == code && words.iter().all(|w| status.message().contains(w)),
+            "RunPodSandbox {name:?}: {:?} {:?}; want {code:?} naming {words:?}",
+            status.code(),
+            status.message()
+        );
+        Ok(())
+    }
+
     /// Runs a default pod (kubelet namespaces) named after `hint`.
     pub async fn run_default_pod(&self, hint: &str) -> Result<Pod> {
         let cfg = self.pod_config(hint, "");
@@ -719,6 +751,21 @@ impl Podd {
             });
         }
         out
+    }
+
+    /// What a pod that failed or was removed must leave: no listed pod, no namespace pins, and
+    /// (with a test network) no IP allocation, veth or iptables rule. `after` says when, for
+    /// the message.
+    pub async fn ensure_nothing_left(&self, after: &str) -> Result<()> {
+        let pods = self.list_pods().await?;
+        ensure!(pods.is_empty(), "{after}: pods still listed: {pods:?}");
+        let pins = self.run_dir_pods();
+        ensure!(pins.is_empty(), "{after}: namespace pins left: {pins:?}");
+        if let Some(net) = &self.net {
+            let left = net.leftovers();
+            ensure!(left.is_empty(), "{after}: left on the host: {left:?}");
+        }
+        Ok(())
     }
 
     /// Entries of `<run dir>/pods/` (none when it does not exist).

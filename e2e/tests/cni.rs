@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use e2e::{api as cri, eventually_ok, rpc, Network, Pod, Podd};
 
 const HTTPD: &str = "mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 8080 -h /www";
@@ -241,24 +241,8 @@ async fn fifty_pods_leave_no_ip_veth_pin_or_iptables_rule() -> Result<()> {
 /// pod, pin, IP, veth or rule behind.
 async fn fails_cleanly(podd: &Podd, hint: &str, code: tonic::Code, words: &[&str]) -> Result<()> {
     let pods_before = podd.list_pods().await?.len();
-    let err = podd
-        .runtime
-        .clone()
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(podd.pod_config(hint, "")),
-            runtime_handler: String::new(),
-        })
-        .await;
-    let status = match err {
-        Ok(r) => bail!("RunPodSandbox {hint} succeeded: {:?}", r.into_inner()),
-        Err(s) => s,
-    };
-    ensure!(
-        status.code() == code && words.iter().all(|w| status.message().contains(w)),
-        "RunPodSandbox {hint}: {:?} {:?}; want {code:?} naming {words:?}",
-        status.code(),
-        status.message()
-    );
+    podd.run_pod_fails(podd.pod_config(hint, ""), code, words)
+        .await?;
     ensure!(
         podd.list_pods().await?.len() == pods_before,
         "a failed pod is listed"

@@ -52,17 +52,7 @@ async fn an_add_failing_inside_the_bridge_plugin_is_rolled_back() -> Result<()> 
         status.code(),
         status.message()
     );
-    let pods = podd.list_pods().await?;
-    ensure!(pods.is_empty(), "a failed pod is listed: {pods:?}");
-    ensure!(
-        net.leftovers().is_empty(),
-        "left behind: {:?}",
-        net.leftovers()
-    );
-    ensure!(
-        podd.run_dir_pods().is_empty(),
-        "namespace pins left: {:?}",
-        podd.run_dir_pods()
-    );
+    podd.ensure_nothing_left("after an ADD failing inside the bridge plugin")
+        .await?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use e2e::{api as cri, Network, Podd};
 
 /// (sysctl, value for the pod, its /proc/sys path). Every value differs from what a new
@@ -118,46 +118,12 @@ async fn namespaced_sysctls_reach_the_pod_and_nothing_else() -> Result<()> {
     Ok(())
 }
 
-async fn refused(podd: &Podd, cfg: cri::PodSandboxConfig, want: &[&str]) -> Result<()> {
-    let res = podd
-        .runtime
-        .clone()
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(cfg),
-            runtime_handler: String::new(),
-        })
-        .await;
-    let status = match res {
-        Ok(r) => bail!("RunPodSandbox succeeded: {r:?}; want a refusal mentioning {want:?}"),
-        Err(s) => s,
-    };
-    ensure!(
-        status.code() == tonic::Code::InvalidArgument,
-        "want INVALID_ARGUMENT, got {:?}: {}",
-        status.code(),
-        status.message()
-    );
-    for w in want {
-        ensure!(
-            status.message().contains(w),
-            "the error should say {w:?}: {}",
-            status.message()
-        );
-    }
-    let pods = podd.list_pods().await?;
-    ensure!(pods.is_empty(), "a refused pod is listed: {pods:?}");
-    ensure!(
-        podd.run_dir_pods().is_empty(),
-        "namespace pins left: {:?}",
-        podd.run_dir_pods()
-    );
-    let net = podd.net()?;
-    ensure!(
-        net.leftovers().is_empty(),
-        "left behind: {:?}",
-        net.leftovers()
-    );
-    Ok(())
+/// Refused as the request's fault, before or after the infra and CNI ADD, leaving nothing.
+async fn refused(podd: &Podd, cfg: cri::PodSandboxConfig, words: &[&str]) -> Result<()> {
+    podd.run_pod_fails(cfg, tonic::Code::InvalidArgument, words)
+        .await?;
+    podd.ensure_nothing_left("after a refused RunPodSandbox")
+        .await
 }
 
 #[tokio::test]
