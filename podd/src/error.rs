@@ -13,12 +13,18 @@ pub enum Error {
     InvalidArgument { field: String, reason: String },
     #[error("{kind} {id:?} not found")]
     NotFound { kind: &'static str, id: String },
+    /// CreateContainer names an image the store does not hold.
+    #[error("image {0:?} not found: pull it first (`podctl pull`, `crictl pull`) or import it (`podctl image import`)")]
+    ImageNotFound(String),
     #[error("{kind} name {name:?} is already reserved by {id}; remove it first or use another name or attempt")]
     AlreadyExists {
         kind: &'static str,
         name: String,
         id: String,
     },
+    /// A valid request for something podd cannot do yet; refused rather than half-done.
+    #[error("{field}: {reason}")]
+    Unsupported { field: String, reason: String },
     /// The object exists but is in the wrong state for the request.
     #[error("{0}")]
     FailedPrecondition(String),

@@ -29,6 +29,16 @@ pub fn all_names() -> Vec<String> {
     sorted(caps::all())
 }
 
+/// Every capability in podd's bounding set: what `add_capabilities: [ALL]` gives, as
+/// containerd's "all current capabilities" does. A root podd-shim holds exactly these, so a
+/// host (or an outer container) that withholds one still runs such containers.
+pub fn held_names() -> Vec<String> {
+    match caps::read(None, CapSet::Bounding) {
+        Ok(held) => sorted(held.intersection(&caps::all()).copied().collect()),
+        Err(_) => all_names(),
+    }
+}
+
 fn sorted(set: CapsHashSet) -> Vec<String> {
     let mut v: Vec<Capability> = set.into_iter().collect();
     v.sort_by_key(|c| c.index());
@@ -45,8 +55,8 @@ pub struct UnknownCapability {
     pub name: String,
 }
 
-/// The set of a non-privileged container, in containerd's order: the defaults; all of them if
-/// `add` has "ALL"; none if `drop` has "ALL"; then each named addition; then each named drop
+/// The set of a non-privileged container, in containerd's order: the defaults; all that podd
+/// holds if `add` has "ALL"; none if `drop` has "ALL"; then each named addition; then each named drop
 /// (so `drop: [ALL], add: [NET_BIND_SERVICE]` keeps only that one). Sorted by number.
 pub fn resolve(add: &[String], drop: &[String]) -> Result<Vec<String>, UnknownCapability> {
     let parse = |list: &'static str, names: &[String]| {
@@ -66,7 +76,7 @@ pub fn resolve(add: &[String], drop: &[String]) -> Result<Vec<String>, UnknownCa
     let drop = parse("drop_capabilities", drop)?;
     let mut set: BTreeSet<String> = DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect();
     if add.iter().any(|c| c == ALL) {
-        set.extend(all_names());
+        set.extend(held_names());
     }
     if drop.iter().any(|c| c == ALL) {
         set.clear();
@@ -201,7 +211,12 @@ mod tests {
     #[test]
     fn all_in_add_and_drop() {
         let all = resolve(&names(&["ALL"]), &names(&["CHOWN"])).unwrap();
-        assert_eq!(all.len(), all_names().len() - 1);
+        let held = held_names();
+        assert!(held.contains(&"CAP_CHOWN".to_string()));
+        // The defaults are added whether held or not (the shim then says which it lacks).
+        let mut want: BTreeSet<String> = held.into_iter().collect();
+        want.extend(DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()));
+        assert_eq!(all.len(), want.len() - 1);
         assert!(!all.contains(&"CAP_CHOWN".to_string()));
         let only = resolve(&names(&["NET_BIND_SERVICE"]), &names(&["all"])).unwrap();
         assert_eq!(only, names(&["CAP_NET_BIND_SERVICE"]));

@@ -212,13 +212,7 @@ impl Runtime {
                 .await
                 .expect("image lookup does not panic")
         }
-        .ok_or_else(|| Error::NotFound {
-            kind: "image",
-            id: format!(
-                "{} (import it with `podctl image import` or pull it first)",
-                config.image
-            ),
-        })?;
+        .ok_or_else(|| Error::ImageNotFound(config.image.clone()))?;
 
         let id = new_id();
         let name = ContainerRecord::reserved_name(&pod.id, &config);

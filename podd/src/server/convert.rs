@@ -246,6 +246,37 @@ fn container_paths(paths: &[String], list: &str) -> Result<Vec<String>> {
     Ok(paths.to_vec())
 }
 
+/// podd applies no seccomp filter yet, so a container asking for one is refused rather than
+/// started without it (containerd does the same on a host without seccomp). Unconfined, and
+/// no profile at all, are what podd gives. Privileged containers ignore seccomp, as in every
+/// runtime. The infra's own profile (the sandbox's) is not refused: it only waits for signals.
+#[allow(deprecated)] // seccomp_profile_path: older clients (critest's docker/default) send it
+fn check_seccomp(sec: &cri::LinuxContainerSecurityContext) -> Result<()> {
+    const WHY: &str = "podd does not apply seccomp profiles yet; use Unconfined (or no profile) \
+                       until it does, or run this pod on a runtime with seccomp";
+    if let Some(p) = &sec.seccomp {
+        if p.profile_type != cri::security_profile::ProfileType::Unconfined as i32 {
+            let what = match cri::security_profile::ProfileType::try_from(p.profile_type) {
+                Ok(cri::security_profile::ProfileType::Localhost) => {
+                    format!("profile Localhost {:?}", p.localhost_ref)
+                }
+                Ok(t) => format!("profile {}", t.as_str_name()),
+                Err(_) => format!("unknown profile type {}", p.profile_type),
+            };
+            return Err(Error::Unsupported {
+                field: format!("{SEC}.seccomp"),
+                reason: format!("{what}: {WHY}"),
+            });
+        }
+    } else if !matches!(sec.seccomp_profile_path.as_str(), "" | "unconfined") {
+        return Err(Error::Unsupported {
+            field: format!("{SEC}.seccomp_profile_path"),
+            reason: format!("{:?}: {WHY}", sec.seccomp_profile_path),
+        });
+    }
+    Ok(())
+}
+
 pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<ContainerConfig> {
     let config = config.ok_or_else(|| Error::invalid("config", "is required"))?;
     let meta = config
@@ -301,6 +332,15 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         )?),
         None => None,
     };
+    if sec.run_as_group.is_some() && sec.run_as_user.is_none() && sec.run_as_username.is_empty() {
+        return Err(Error::invalid(
+            format!("{SEC}.run_as_group"),
+            "is set without run_as_user or run_as_username: a group needs a user to go with it",
+        ));
+    }
+    if !sec.privileged {
+        check_seccomp(&sec)?;
+    }
     let caps = sec.capabilities.clone().unwrap_or_default();
     let add_capabilities = capability_names(&caps.add_capabilities, "add_capabilities", true)?;
     let drop_capabilities = capability_names(&caps.drop_capabilities, "drop_capabilities", true)?;
@@ -664,6 +704,79 @@ mod tests {
         let plain = container_config(Some(busybox(Default::default()))).unwrap();
         assert!(!plain.privileged && !plain.no_new_privs);
         assert!(plain.add_capabilities.is_empty() && plain.masked_paths.is_empty());
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn seccomp_profiles_podd_cannot_apply_are_refused_not_ignored() {
+        use cri::security_profile::ProfileType;
+        let profile = |t: ProfileType, r: &str| cri::LinuxContainerSecurityContext {
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: t as i32,
+                localhost_ref: r.into(),
+            }),
+            ..Default::default()
+        };
+        for (sec, words) in [
+            (profile(ProfileType::RuntimeDefault, ""), "RuntimeDefault"),
+            (
+                profile(ProfileType::Localhost, "/p.json"),
+                "Localhost \"/p.json\"",
+            ),
+            (
+                cri::LinuxContainerSecurityContext {
+                    seccomp_profile_path: "docker/default".into(),
+                    ..Default::default()
+                },
+                "docker/default",
+            ),
+        ] {
+            let err = container_config(Some(busybox(sec))).unwrap_err();
+            assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains("config.linux.security_context.seccomp") && text.contains(words),
+                "{text}"
+            );
+        }
+        for sec in [
+            profile(ProfileType::Unconfined, ""),
+            cri::LinuxContainerSecurityContext {
+                seccomp_profile_path: "unconfined".into(),
+                ..Default::default()
+            },
+            cri::LinuxContainerSecurityContext {
+                privileged: true,
+                ..profile(ProfileType::RuntimeDefault, "")
+            },
+        ] {
+            container_config(Some(busybox(sec))).unwrap();
+        }
+    }
+
+    #[test]
+    fn run_as_group_needs_a_user() {
+        let group = Some(cri::Int64Value { value: 7 });
+        let err = container_config(Some(busybox(cri::LinuxContainerSecurityContext {
+            run_as_group: group,
+            ..Default::default()
+        })))
+        .unwrap_err();
+        assert!(err.to_string().contains("run_as_group"), "{err}");
+        for sec in [
+            cri::LinuxContainerSecurityContext {
+                run_as_group: group,
+                run_as_user: Some(cri::Int64Value { value: 0 }),
+                ..Default::default()
+            },
+            cri::LinuxContainerSecurityContext {
+                run_as_group: group,
+                run_as_username: "nobody".into(),
+                ..Default::default()
+            },
+        ] {
+            container_config(Some(busybox(sec))).unwrap();
+        }
     }
 
     #[test]

@@ -10,10 +10,11 @@ use crate::net::NetError;
 pub fn to_status(err: Error) -> Status {
     let code = match &err {
         Error::InvalidArgument { .. } => Code::InvalidArgument,
-        Error::NotFound { .. } => Code::NotFound,
+        Error::NotFound { .. } | Error::ImageNotFound(_) => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+        Error::Unsupported { .. } => Code::Unimplemented,
         Error::Image(e) => image_code(e),
         Error::Net(e) => net_code(e),
         Error::Store(_) | Error::Isolate(_) | Error::Io { .. } => Code::Internal,
