@@ -268,9 +268,23 @@ pub async fn ensure_images(
         bail!("{}", lines.join("\n"));
     }
     for u in to_pull {
-        let pulled = pull(clients, &u.image, None, &mut progress(&u.image))
-            .await
-            .with_context(|| format!("container {}", u.containers.join(", ")))?;
+        let pulled = match pull(clients, &u.image, None, &mut progress(&u.image)).await {
+            Ok(p) => p,
+            Err(e) => {
+                let e = e.context(format!("container {}", u.containers.join(", ")));
+                // Always (said, or the default for :latest) pulls even what podd holds, which
+                // surprises someone who has just imported the image.
+                if u.policy == PullPolicy::Always && image_present(clients, &u.image).await? {
+                    return Err(e.context(format!(
+                        "{} is in podd already, but its imagePullPolicy is Always (the \
+                         default for a :latest or untagged image) so it is pulled again; set \
+                         imagePullPolicy: IfNotPresent to use the copy podd has",
+                        u.image
+                    )));
+                }
+                return Err(e);
+            }
+        };
         eprintln!("Pulled {} -> {}", u.image, pulled.image_ref);
     }
     Ok(())

@@ -46,14 +46,19 @@ pub fn pick<'a>(kind: &str, query: &str, candidates: &'a [Candidate]) -> Result<
                 .iter()
                 .map(|c| format!("{} ({}/{})", short_id(&c.id), c.qualifier, c.name))
                 .collect();
+            // The qualified form helps only when it tells the matches apart.
+            let qualified: std::collections::HashSet<(&str, &str)> = many
+                .iter()
+                .map(|c| (c.qualifier.as_str(), c.name.as_str()))
+                .collect();
+            let or_qualified = match (qualified.len() == many.len(), kind) {
+                (false, _) => "",
+                (true, "container") => " or POD/CONTAINER",
+                (true, _) => " or NAMESPACE/NAME",
+            };
             bail!(
-                "{kind} {query:?} is ambiguous: it matches {}; give a longer id{}",
+                "{kind} {query:?} is ambiguous: it matches {}; give a longer id{or_qualified}",
                 list.join(", "),
-                if kind == "container" {
-                    " or POD/CONTAINER"
-                } else {
-                    " or NAMESPACE/NAME"
-                }
             )
         }
     }
@@ -212,6 +217,20 @@ mod tests {
             err.contains("abc456bbbb (demo/reader), def789cccc (other/reader)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn twins_are_told_apart_only_by_id() {
+        let twin = |id: &str| Candidate {
+            id: id.into(),
+            name: "ipc-demo".into(),
+            qualifier: "default".into(),
+        };
+        let s = [twin("aaa111"), twin("bbb222")];
+        for q in ["ipc-demo", "default/ipc-demo"] {
+            let err = pick("pod", q, &s).unwrap_err().to_string();
+            assert!(err.ends_with("give a longer id"), "{err}");
+        }
     }
 
     #[test]

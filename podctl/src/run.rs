@@ -372,6 +372,26 @@ pub async fn run(clients: &Clients, pod: &Pod, volumes_root: &Path) -> Result<St
     crate::pull::ensure_images(clients, pod, crate::pull::Progress::stderr)
         .await
         .context(what.clone())?;
+    // As `kubectl apply` of a new pod would: one pod per namespace/name, else every later
+    // `podctl exec NAME` is ambiguous.
+    let pods = crate::resolve::list_pods(clients)
+        .await
+        .context(what.clone())?;
+    if let Some(p) = same_name(&pods, pod.namespace(), pod.name()) {
+        bail!(
+            "{what}: pod {}/{} already exists ({}, {}); remove it first (podctl rmp -f {}) or \
+             give this one another metadata.name",
+            pod.namespace(),
+            pod.name(),
+            crate::output::short_id(&p.id),
+            if p.state == cri::PodSandboxState::SandboxReady as i32 {
+                "ready"
+            } else {
+                "not ready"
+            },
+            crate::output::short_id(&p.id),
+        );
+    }
 
     let volumes = volume_paths(pod, &uid, volumes_root);
     let pod_dir = pod_volumes_dir(volumes_root, &uid);
@@ -410,6 +430,19 @@ pub async fn run(clients: &Clients, pod: &Pod, volumes_root: &Path) -> Result<St
         }
     }
     Ok(pod_id)
+}
+
+/// The pod already using `namespace/name`, if any.
+fn same_name<'a>(
+    pods: &'a [cri::PodSandbox],
+    namespace: &str,
+    name: &str,
+) -> Option<&'a cri::PodSandbox> {
+    pods.iter().find(|p| {
+        p.metadata
+            .as_ref()
+            .is_some_and(|m| m.namespace == namespace && m.name == name)
+    })
 }
 
 async fn start_container(

@@ -555,6 +555,32 @@ async fn run_pulls_what_its_policy_asks() {
 }
 
 #[tokio::test]
+async fn a_failed_always_pull_of_an_image_podd_holds_says_why_it_pulled() {
+    let present = image(&"1".repeat(64), &["localhost/podd/busybox:latest"]);
+    let fake = FakeServer::start(PullMode::Unimplemented, vec![present]).await;
+    // No registry serves it: the pull fails although podd has the image.
+    let p = pod("    - {name: a, image: 'localhost/podd/busybox:latest'}\n");
+    let err = format!(
+        "{:#}",
+        ensure_images(&fake.clients, &p, quiet).await.unwrap_err()
+    );
+    assert!(
+        err.starts_with(
+            "localhost/podd/busybox:latest is in podd already, but its imagePullPolicy is Always"
+        ) && err.contains("IfNotPresent")
+            && err.contains("manifest unknown"),
+        "{err}"
+    );
+    // A missing image gets no such advice.
+    let p = pod("    - {name: a, image: 'nowhere:latest'}\n");
+    let err = format!(
+        "{:#}",
+        ensure_images(&fake.clients, &p, quiet).await.unwrap_err()
+    );
+    assert!(!err.contains("in podd already"), "{err}");
+}
+
+#[tokio::test]
 async fn run_refuses_a_missing_never_image_before_making_anything() {
     let fake = FakeServer::start(PullMode::Unimplemented, vec![]).await;
     fake.state()

@@ -287,3 +287,20 @@ fn pod_sysctls_go_to_the_sandbox_and_duplicates_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_pod_name_is_taken_per_namespace() {
+    let pod = |id: &str, ns: &str, name: &str| cri::PodSandbox {
+        id: id.into(),
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            namespace: ns.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pods = [pod("a", "default", "web"), pod("b", "other", "db")];
+    assert_eq!(same_name(&pods, "default", "web").unwrap().id, "a");
+    assert!(same_name(&pods, "other", "web").is_none());
+    assert!(same_name(&pods, "default", "db").is_none());
+}
