@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{new_id, now_ns, remove_tree, resolve_id, unless_gone, Runtime};
 use crate::container::ContainerState;
@@ -194,7 +194,13 @@ impl Runtime {
         }
         isolate::release_shm(&pod.shm_dir)?;
         self.update_pod(&pod.id, |p| p.state = PodState::NotReady)?;
-        info!(pod = %pod.id, "pod stopped");
+        // Stop is repeated by design (kubelet retries, RemovePodSandbox stops first): one line
+        // at info for the stop that ended a running pod.
+        if pod.state == PodState::Ready {
+            info!(pod = %pod.id, "pod stopped");
+        } else {
+            debug!(pod = %pod.id, "pod stopped again (it was not ready)");
+        }
         Ok(())
     }
 

@@ -76,7 +76,7 @@ pub async fn serve(
     let image_svc = ImageServiceServer::new(image_service::ImageSvc {
         images: Arc::clone(&images),
         puller: Arc::clone(&puller),
-        runtime,
+        runtime: Arc::clone(&runtime),
     })
     .max_decoding_message_size(MAX_MESSAGE)
     .max_encoding_message_size(MAX_MESSAGE);
@@ -100,7 +100,16 @@ pub async fn serve(
     tokio::select! {
         res = &mut server => res.context("serving gRPC")?,
         _ = async { tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} } } => {
-            info!("shutting down; pods keep running");
+            let ready = runtime
+                .list_pods(&Default::default())
+                .iter()
+                .filter(|p| p.state == crate::pod::PodState::Ready)
+                .count();
+            if ready > 0 {
+                info!(ready_pods = ready, "shutting down; the pods keep running");
+            } else {
+                info!("shutting down");
+            }
             let _ = stop_tx.send(());
             // Clients may hold idle connections open; don't wait on them for long.
             if let Ok(res) = tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
