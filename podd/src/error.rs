@@ -22,9 +22,6 @@ pub enum Error {
         name: String,
         id: String,
     },
-    /// A valid request for something podd cannot do yet; refused rather than half-done.
-    #[error("{field}: {reason}")]
-    Unsupported { field: String, reason: String },
     /// The object exists but is in the wrong state for the request.
     #[error("{0}")]
     FailedPrecondition(String),

@@ -115,6 +115,7 @@ impl Pod {
                 ambient_capabilities: vec![],
                 no_new_privs: false,
                 privileged: false,
+                seccomp: None,
             },
             shm_dir: Some(self.path("shm")),
             mounts: vec![],

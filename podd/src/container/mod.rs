@@ -62,6 +62,9 @@ pub struct ContainerConfig {
     /// CRI SupplementalGroupsPolicy Strict: the image's /etc/group is not consulted.
     #[serde(default)]
     pub supplemental_groups_strict: bool,
+    /// Ignored for a privileged container.
+    #[serde(default)]
+    pub seccomp: seccomp::Policy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,4 +108,5 @@ impl ContainerRecord {
         self.spec.exit_file.clone()
     }
 }
+pub mod seccomp;
 pub mod user;

@@ -105,7 +105,7 @@ fn caps_ctx<T>(r: Result<T, caps::errors::CapsError>, what: impl FnOnce() -> Str
 
 /// The last privileged steps before exec, in runc's order: no_new_privs, shrink the bounding
 /// set, change uid/gid keeping the permitted set across setuid, then set permitted, effective,
-/// inheritable (= ambient) and ambient. Runs as root with every capability the shim has.
+/// inheritable (= ambient) and ambient; the seccomp filter first or last (see below). Runs as root with every capability the shim has.
 pub fn drop_to(p: &Identity) -> Res<()> {
     let wanted = parse_set(&p.capabilities, "capabilities")?;
     let ambient = parse_set(&p.ambient_capabilities, "ambient capabilities")?;
@@ -119,6 +119,12 @@ pub fn drop_to(p: &Identity) -> Res<()> {
         )));
     }
     let keep: CapsHashSet = wanted.intersection(&held).copied().collect();
+    // Without no_new_privs only a process holding CAP_SYS_ADMIN may load a filter, so it goes
+    // in now, while the shim is still root, and must allow the steps below (runc's order).
+    // With no_new_privs it goes in last, so the profile need not allow them.
+    if let (Some(f), false) = (&p.seccomp, p.no_new_privs) {
+        super::seccomp::load(f)?;
+    }
     if let Some(c) = ambient.iter().find(|c| !keep.contains(c)) {
         return Err(Fail(format!(
             "ambient capability {c} is not in the container's capability set"
@@ -157,6 +163,9 @@ pub fn drop_to(p: &Identity) -> Res<()> {
                 format!("raise ambient capability {c}")
             })?;
         }
+    }
+    if let (Some(f), true) = (&p.seccomp, p.no_new_privs) {
+        super::seccomp::load(f)?;
     }
     Ok(())
 }

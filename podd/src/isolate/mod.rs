@@ -20,6 +20,7 @@ mod pod;
 mod process;
 mod propagation;
 mod rootfs_path;
+pub mod seccomp;
 mod shim;
 mod syscall;
 mod sysctl;

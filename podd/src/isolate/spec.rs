@@ -154,6 +154,46 @@ pub struct Identity {
     /// requiring all of them, and mount /sys read-write.
     #[serde(default)]
     pub privileged: bool,
+    /// The seccomp filter loaded right before exec; None: unconfined.
+    #[serde(default)]
+    pub seccomp: Option<SeccompFilter>,
+}
+
+/// A seccomp filter, resolved for this container (capabilities and architecture already
+/// applied): what libseccomp is told, in its own words (`SCMP_ACT_*`, `SCMP_ARCH_*`,
+/// `SCMP_CMP_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompFilter {
+    pub default_action: String,
+    /// The errno of a default `SCMP_ACT_ERRNO` (EPERM when absent, as runc).
+    #[serde(default)]
+    pub default_errno: Option<i32>,
+    /// Besides the native one.
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    pub rules: Vec<SeccompRule>,
+}
+
+/// One action for some syscalls, optionally only when their arguments match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompRule {
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(default)]
+    pub errno: Option<i32>,
+    #[serde(default)]
+    pub args: Vec<SeccompArg>,
+}
+
+/// `args[index] <op> value` (`value_two` is the mask's comparand for `SCMP_CMP_MASKED_EQ`:
+/// `args[index] & value == value_two`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompArg {
+    pub index: u32,
+    pub value: u64,
+    #[serde(default)]
+    pub value_two: u64,
+    pub op: String,
 }
 
 /// The capabilities containerd and CRI-O give a non-privileged container.
@@ -310,6 +350,7 @@ mod tests {
                 ambient_capabilities: vec![],
                 no_new_privs: true,
                 privileged: true,
+                seccomp: None,
             }
         );
         let json: serde_json::Value = serde_json::to_value(&spec).unwrap();

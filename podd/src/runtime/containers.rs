@@ -9,13 +9,14 @@ use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
 use super::{new_id, now_ns, remove_tree, resolve_id, unless_gone, Runtime};
+use crate::container::seccomp;
 use crate::container::user::{self, UserRequest};
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountConfig};
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::isolate::spec::{
     default_masked_paths, default_readonly_paths, BindMount, ContainerSpec, ExecSpec, ExitRecord,
-    Identity, Launched, NsKind, Propagation, RootfsSpec,
+    Identity, Launched, NsKind, Propagation, RootfsSpec, SeccompFilter,
 };
 use crate::isolate::{self, capabilities};
 use crate::pod::{NsMode, PodRecord, PodState};
@@ -89,6 +90,7 @@ struct Confinement {
     ambient: Vec<String>,
     masked_paths: Vec<String>,
     readonly_paths: Vec<String>,
+    seccomp: Option<SeccompFilter>,
 }
 
 const SEC: &str = "config.linux.security_context";
@@ -144,12 +146,36 @@ fn confinement(
             ));
         }
     }
+    let seccomp = if config.privileged {
+        None
+    } else {
+        seccomp_filter(&config.seccomp, &capabilities)?
+    };
     Ok(Confinement {
         capabilities,
         ambient: config.add_ambient_capabilities.clone(),
         masked_paths,
         readonly_paths,
+        seccomp,
     })
+}
+
+/// The filter of a non-privileged container, checked by building it as the shim will: a
+/// profile libseccomp cannot take is the request's fault, found before anything is made.
+fn seccomp_filter(policy: &seccomp::Policy, caps: &[String]) -> Result<Option<SeccompFilter>> {
+    let field = format!("{SEC}.seccomp");
+    let filter = match policy {
+        seccomp::Policy::Unconfined => return Ok(None),
+        seccomp::Policy::RuntimeDefault => {
+            seccomp::runtime_default(caps, &isolate::seccomp::native_syscalls())
+        }
+        seccomp::Policy::Localhost(path) => {
+            seccomp::localhost(path, caps).map_err(|e| Error::invalid(&field, e))?
+        }
+    };
+    isolate::seccomp::build(&filter)
+        .map_err(|e| Error::invalid(&field, format!("{e} (in {policy:?})")))?;
+    Ok(Some(filter))
 }
 
 /// As containerd: bidirectional propagation only in a privileged pod, and only from a source on
@@ -374,6 +400,7 @@ impl Runtime {
                 ambient_capabilities: confinement.ambient,
                 no_new_privs: config.no_new_privs,
                 privileged: config.privileged,
+                seccomp: confinement.seccomp,
             },
             shm_dir: Some(pod.shm_dir.clone()),
             mounts,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use podd_proto::runtime::v1 as cri;
 
+use crate::container::seccomp::Policy as SeccompPolicy;
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountConfig};
 use crate::error::{Error, Result};
 use crate::image::registry::{Credentials, CriAuth, Progress, PullAuth};
@@ -246,35 +247,50 @@ fn container_paths(paths: &[String], list: &str) -> Result<Vec<String>> {
     Ok(paths.to_vec())
 }
 
-/// podd applies no seccomp filter yet, so a container asking for one is refused rather than
-/// started without it (containerd does the same on a host without seccomp). Unconfined, and
-/// no profile at all, are what podd gives. Privileged containers ignore seccomp, as in every
-/// runtime. The infra's own profile (the sandbox's) is not refused: it only waits for signals.
+/// CRI `seccomp` (or, from older clients, `seccomp_profile_path`): which filter to load.
+/// Privileged containers get none whatever they ask, as in every runtime; the infra's own
+/// profile (the sandbox's) is not applied: it only waits for signals.
 #[allow(deprecated)] // seccomp_profile_path: older clients (critest's docker/default) send it
-fn check_seccomp(sec: &cri::LinuxContainerSecurityContext) -> Result<()> {
-    const WHY: &str = "podd does not apply seccomp profiles yet; use Unconfined (or no profile) \
-                       until it does, or run this pod on a runtime with seccomp";
+fn seccomp_policy(sec: &cri::LinuxContainerSecurityContext) -> Result<SeccompPolicy> {
+    use cri::security_profile::ProfileType;
     if let Some(p) = &sec.seccomp {
-        if p.profile_type != cri::security_profile::ProfileType::Unconfined as i32 {
-            let what = match cri::security_profile::ProfileType::try_from(p.profile_type) {
-                Ok(cri::security_profile::ProfileType::Localhost) => {
-                    format!("profile Localhost {:?}", p.localhost_ref)
-                }
-                Ok(t) => format!("profile {}", t.as_str_name()),
-                Err(_) => format!("unknown profile type {}", p.profile_type),
-            };
-            return Err(Error::Unsupported {
-                field: format!("{SEC}.seccomp"),
-                reason: format!("{what}: {WHY}"),
-            });
-        }
-    } else if !matches!(sec.seccomp_profile_path.as_str(), "" | "unconfined") {
-        return Err(Error::Unsupported {
-            field: format!("{SEC}.seccomp_profile_path"),
-            reason: format!("{:?}: {WHY}", sec.seccomp_profile_path),
-        });
+        return match ProfileType::try_from(p.profile_type) {
+            Ok(ProfileType::Unconfined) => Ok(SeccompPolicy::Unconfined),
+            Ok(ProfileType::RuntimeDefault) => Ok(SeccompPolicy::RuntimeDefault),
+            Ok(ProfileType::Localhost) => {
+                localhost_profile(&p.localhost_ref, "seccomp.localhost_ref")
+            }
+            Err(_) => Err(Error::invalid(
+                format!("{SEC}.seccomp.profile_type"),
+                format!("unknown profile type {}", p.profile_type),
+            )),
+        };
     }
-    Ok(())
+    match sec.seccomp_profile_path.as_str() {
+        "" | "unconfined" => Ok(SeccompPolicy::Unconfined),
+        "runtime/default" | "docker/default" => Ok(SeccompPolicy::RuntimeDefault),
+        other => match other.strip_prefix("localhost/") {
+            Some(path) => localhost_profile(path, "seccomp_profile_path"),
+            None => Err(Error::invalid(
+                format!("{SEC}.seccomp_profile_path"),
+                format!(
+                    "{other:?} is not a profile: use \"unconfined\", \"runtime/default\" or \
+                     \"localhost/<absolute path>\""
+                ),
+            )),
+        },
+    }
+}
+
+fn localhost_profile(path: &str, field: &str) -> Result<SeccompPolicy> {
+    if !path.starts_with('/') {
+        return Err(Error::invalid(
+            format!("{SEC}.{field}"),
+            format!("{path:?} must be an absolute path to a profile on the node"),
+        ));
+    }
+    no_nul(path, &format!("{SEC}.{field}"))?;
+    Ok(SeccompPolicy::Localhost(path.into()))
 }
 
 pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<ContainerConfig> {
@@ -338,9 +354,7 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
             "is set without run_as_user or run_as_username: a group needs a user to go with it",
         ));
     }
-    if !sec.privileged {
-        check_seccomp(&sec)?;
-    }
+    let seccomp = seccomp_policy(&sec)?;
     let caps = sec.capabilities.clone().unwrap_or_default();
     let add_capabilities = capability_names(&caps.add_capabilities, "add_capabilities", true)?;
     let drop_capabilities = capability_names(&caps.drop_capabilities, "drop_capabilities", true)?;
@@ -412,6 +426,7 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         readonly_paths,
         supplemental_groups,
         supplemental_groups_strict,
+        seccomp,
     })
 }
 
@@ -708,7 +723,8 @@ mod tests {
 
     #[test]
     #[allow(deprecated)]
-    fn seccomp_profiles_podd_cannot_apply_are_refused_not_ignored() {
+    fn seccomp_profiles_map_to_policies() {
+        use crate::container::seccomp::Policy;
         use cri::security_profile::ProfileType;
         let profile = |t: ProfileType, r: &str| cri::LinuxContainerSecurityContext {
             seccomp: Some(cri::SecurityProfile {
@@ -717,40 +733,46 @@ mod tests {
             }),
             ..Default::default()
         };
-        for (sec, words) in [
-            (profile(ProfileType::RuntimeDefault, ""), "RuntimeDefault"),
+        let path = |p: &str| cri::LinuxContainerSecurityContext {
+            seccomp_profile_path: p.into(),
+            ..Default::default()
+        };
+        for (sec, want) in [
+            (Default::default(), Policy::Unconfined),
+            (profile(ProfileType::Unconfined, ""), Policy::Unconfined),
+            (
+                profile(ProfileType::RuntimeDefault, ""),
+                Policy::RuntimeDefault,
+            ),
             (
                 profile(ProfileType::Localhost, "/p.json"),
-                "Localhost \"/p.json\"",
+                Policy::Localhost("/p.json".into()),
             ),
+            (path("unconfined"), Policy::Unconfined),
+            (path("docker/default"), Policy::RuntimeDefault),
+            (path("runtime/default"), Policy::RuntimeDefault),
             (
-                cri::LinuxContainerSecurityContext {
-                    seccomp_profile_path: "docker/default".into(),
-                    ..Default::default()
-                },
-                "docker/default",
+                path("localhost//p.json"),
+                Policy::Localhost("/p.json".into()),
             ),
         ] {
-            let err = container_config(Some(busybox(sec))).unwrap_err();
-            assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
-            let text = err.to_string();
-            assert!(
-                text.contains("config.linux.security_context.seccomp") && text.contains(words),
-                "{text}"
-            );
+            let got = container_config(Some(busybox(sec.clone())))
+                .unwrap()
+                .seccomp;
+            assert_eq!(got, want, "{sec:?}");
         }
-        for sec in [
-            profile(ProfileType::Unconfined, ""),
-            cri::LinuxContainerSecurityContext {
-                seccomp_profile_path: "unconfined".into(),
-                ..Default::default()
-            },
-            cri::LinuxContainerSecurityContext {
-                privileged: true,
-                ..profile(ProfileType::RuntimeDefault, "")
-            },
+        for (sec, field) in [
+            (
+                profile(ProfileType::Localhost, "p.json"),
+                "seccomp.localhost_ref",
+            ),
+            (path("/p.json"), "seccomp_profile_path"),
+            (path("localhost/p.json"), "seccomp_profile_path"),
         ] {
-            container_config(Some(busybox(sec))).unwrap();
+            let err = container_config(Some(busybox(sec)))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{err}");
         }
     }
 

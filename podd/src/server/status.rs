@@ -14,7 +14,6 @@ pub fn to_status(err: Error) -> Status {
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
-        Error::Unsupported { .. } => Code::Unimplemented,
         Error::Image(e) => image_code(e),
         Error::Net(e) => net_code(e),
         Error::Store(_) | Error::Isolate(_) | Error::Io { .. } => Code::Internal,
