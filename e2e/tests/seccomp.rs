@@ -45,14 +45,35 @@ async fn sh(podd: &Podd, id: &str, script: &str) -> Result<(i32, String, String)
     ))
 }
 
-async fn seccomp_mode(podd: &Podd, id: &str) -> Result<String> {
-    let (_, out, _) = sh(
+/// The `Seccomp:` mode of an exec'd command and of the workload (PID 1): "0" none, "2" filter.
+async fn seccomp_modes(podd: &Podd, id: &str) -> Result<(String, String)> {
+    let (code, out, err) = sh(
         podd,
         id,
         "grep '^Seccomp:' /proc/self/status; grep '^Seccomp:' /proc/1/status",
     )
     .await?;
-    Ok(out)
+    let modes: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Seccomp:"))
+        .map(str::trim)
+        .collect();
+    match (code, modes.as_slice()) {
+        (0, [exec, workload]) => Ok((exec.to_string(), workload.to_string())),
+        _ => anyhow::bail!("reading Seccomp: from /proc in {id}: exit {code}, {out:?} {err:?}"),
+    }
+}
+
+/// `syscall-probe all` (hack/syscall-probe): what each probed syscall answered.
+async fn probe(podd: &Podd, id: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let out = podd.exec_ok(id, &["syscall-probe", "all"]).await?;
+    let got: std::collections::BTreeMap<String, String> = out
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ensure!(got.len() == 10, "syscall-probe printed {out:?}");
+    Ok(got)
 }
 
 #[tokio::test]
@@ -80,16 +101,49 @@ async fn runtime_default_refuses_node_wide_syscalls_and_runs_ordinary_work() -> 
     podd.start_container(&confined).await?;
 
     // Filter mode 2 for the workload (PID 1) and for an exec'd command alike.
-    let mode = seccomp_mode(&podd, &confined).await?;
+    let modes = seccomp_modes(&podd, &confined).await?;
     ensure!(
-        mode.lines().filter(|l| l.ends_with("\t2")).count() == 2,
-        "a RuntimeDefault container's workload and exec must both be filtered: {mode:?}"
+        modes == ("2".into(), "2".into()),
+        "a RuntimeDefault container's exec and workload must both be filtered: {modes:?}"
     );
-    let mode = seccomp_mode(&podd, &plain).await?;
+    let modes = seccomp_modes(&podd, &plain).await?;
     ensure!(
-        mode.lines().all(|l| l.ends_with("\t0")),
-        "a container without a profile is filtered: {mode:?}"
+        modes == ("0".into(), "0".into()),
+        "a container without a profile is filtered: {modes:?}"
     );
+
+    // What the filter decides, beside the same calls unconfined.
+    let confined_says = probe(&podd, &confined).await?;
+    let plain_says = probe(&podd, &plain).await?;
+    println!("RuntimeDefault: {confined_says:?}\nunconfined: {plain_says:?}");
+    for (call, want) in [
+        ("clone", "ok"),
+        ("clone_newuser", "EPERM"),
+        // ENOSYS, so that libc falls back to clone, whose flags the filter can see.
+        ("clone3", "ENOSYS"),
+        ("personality_linux", "ok"),
+        ("personality_odd", "EPERM"),
+        ("socket_inet", "ok"),
+        ("socket_vsock", "EPERM"),
+        ("io_uring_setup", "EPERM"),
+        ("keyctl", "EPERM"),
+        // Past every known syscall: ENOSYS, not EPERM, as for a kernel that lacks it.
+        ("syscall_500", "ENOSYS"),
+    ] {
+        ensure!(
+            confined_says.get(call).map(String::as_str) == Some(want),
+            "{call} under RuntimeDefault answered {:?}, want {want}",
+            confined_says.get(call)
+        );
+    }
+    // The same calls unconfined succeed: it is the filter that refuses them.
+    for call in ["clone_newuser", "clone3", "personality_odd", "keyctl"] {
+        ensure!(
+            plain_says.get(call).map(String::as_str) == Some("ok"),
+            "{call} unconfined answered {:?}",
+            plain_says.get(call)
+        );
+    }
 
     // A user namespace needs CAP_SYS_ADMIN under RuntimeDefault; unconfined it needs nothing.
     let (code, _, err) = sh(&podd, &confined, "unshare -U true").await?;
@@ -156,6 +210,11 @@ async fn a_localhost_profile_applies_as_written_and_not_to_privileged_containers
     );
     let blocked = podd.create_container(&pod, cfg).await?;
     podd.start_container(&blocked).await?;
+    let modes = seccomp_modes(&podd, &blocked).await?;
+    ensure!(
+        modes == ("2".into(), "2".into()),
+        "a Localhost profile must filter exec and workload: {modes:?}"
+    );
     let (code, _, err) = sh(&podd, &blocked, "touch /tmp/f && chmod 600 /tmp/f").await?;
     ensure!(
         code != 0 && err.contains("Operation not permitted"),
@@ -244,5 +303,53 @@ async fn unusable_localhost_profiles_are_refused_at_create() -> Result<()> {
         listed.is_empty(),
         "refused containers are listed: {listed:?}"
     );
+    Ok(())
+}
+
+/// The filter is loaded last with no_new_privs (right before execve) and first without it
+/// (before the privilege drop): both paths start the workload filtered, as root and not.
+#[tokio::test]
+async fn runtime_default_loads_with_and_without_no_new_privs_as_root_and_not() -> Result<()> {
+    let podd = Podd::start().await?;
+    podd.import_test_image().await?;
+    let pod = podd.run_default_pod("seccomp-paths").await?;
+    for (name, nnp, uid) in [
+        ("nnp-root", true, 0),
+        ("nnp-nobody", true, 65534),
+        ("nobody", false, 65534),
+    ] {
+        let mut cfg = with_seccomp(
+            podd.container_config(&pod, name, &["sleep", "3600"]),
+            runtime_default(),
+        );
+        let sc = cfg
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .expect("set above");
+        sc.no_new_privs = nnp;
+        sc.run_as_user = Some(cri::Int64Value { value: uid });
+        let id = podd.create_container(&pod, cfg).await?;
+        podd.start_container(&id).await?;
+        let modes = seccomp_modes(&podd, &id).await?;
+        ensure!(
+            modes == ("2".into(), "2".into()),
+            "{name}: exec and workload must be filtered: {modes:?}"
+        );
+        let (code, out, err) = sh(&podd, &id, "grep '^NoNewPrivs:' /proc/1/status; id -u").await?;
+        let want_nnp = if nnp { "1" } else { "0" };
+        ensure!(
+            code == 0
+                && out.contains(&format!("NoNewPrivs:\t{want_nnp}"))
+                && out.lines().last() == Some(uid.to_string().as_str()),
+            "{name}: want NoNewPrivs {want_nnp} and uid {uid}: {out:?} {err:?}"
+        );
+        let says = probe(&podd, &id).await?;
+        ensure!(
+            says.get("keyctl").map(String::as_str) == Some("EPERM"),
+            "{name}: keyctl answered {:?}",
+            says.get("keyctl")
+        );
+    }
     Ok(())
 }

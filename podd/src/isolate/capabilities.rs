@@ -105,8 +105,13 @@ fn caps_ctx<T>(r: Result<T, caps::errors::CapsError>, what: impl FnOnce() -> Str
 
 /// The last privileged steps before exec, in runc's order: no_new_privs, shrink the bounding
 /// set, change uid/gid keeping the permitted set across setuid, then set permitted, effective,
-/// inheritable (= ambient) and ambient; the seccomp filter first or last (see below). Runs as root with every capability the shim has.
-pub fn drop_to(p: &Identity) -> Res<()> {
+/// inheritable (= ambient) and ambient. Runs as root with every capability the shim has.
+///
+/// Seccomp, as runc: without no_new_privs only a process holding CAP_SYS_ADMIN may load a
+/// filter, so it is loaded here, first, and must allow the steps that follow; with
+/// no_new_privs it is returned built, for the caller to load right before execve, so that a
+/// profile need allow nothing of podd's own.
+pub fn drop_to(p: &Identity) -> Res<Option<super::seccomp::Pending>> {
     let wanted = parse_set(&p.capabilities, "capabilities")?;
     let ambient = parse_set(&p.ambient_capabilities, "ambient capabilities")?;
     let held = caps_ctx(caps::read(None, CapSet::Permitted), || {
@@ -119,11 +124,8 @@ pub fn drop_to(p: &Identity) -> Res<()> {
         )));
     }
     let keep: CapsHashSet = wanted.intersection(&held).copied().collect();
-    // Without no_new_privs only a process holding CAP_SYS_ADMIN may load a filter, so it goes
-    // in now, while the shim is still root, and must allow the steps below (runc's order).
-    // With no_new_privs it goes in last, so the profile need not allow them.
     if let (Some(f), false) = (&p.seccomp, p.no_new_privs) {
-        super::seccomp::load(f)?;
+        super::seccomp::Pending::build(f)?.load()?;
     }
     if let Some(c) = ambient.iter().find(|c| !keep.contains(c)) {
         return Err(Fail(format!(
@@ -164,10 +166,10 @@ pub fn drop_to(p: &Identity) -> Res<()> {
             })?;
         }
     }
-    if let (Some(f), true) = (&p.seccomp, p.no_new_privs) {
-        super::seccomp::load(f)?;
+    match (&p.seccomp, p.no_new_privs) {
+        (Some(f), true) => Ok(Some(super::seccomp::Pending::build(f)?)),
+        _ => Ok(None),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -118,8 +118,13 @@ fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>, ExecFailure> {
         })
 }
 
-/// Resolve `args[0]` and `execve` with exactly `env`. Returns only on failure.
-pub fn exec_args(args: &[String], env: &[String]) -> ExecFailure {
+/// Resolve `args[0]` and `execve` with exactly `env`, loading `filter` (if any) right before.
+/// Returns only on failure.
+pub fn exec_args(
+    args: &[String],
+    env: &[String],
+    filter: Option<super::seccomp::Pending>,
+) -> ExecFailure {
     let Some(arg0) = args.first() else {
         return ExecFailure {
             message: Fail("exec: no command given (args is empty)".into()),
@@ -145,6 +150,11 @@ pub fn exec_args(args: &[String], env: &[String]) -> ExecFailure {
         Ok(t) => t,
         Err(f) => return f,
     };
+    if let Some(filter) = filter {
+        if let Err(message) = filter.load() {
+            return ExecFailure { message, code: 126 };
+        }
+    }
     let err = match nix::unistd::execve(&path, &argv, &envp) {
         Err(e) => e,
         Ok(never) => match never {},
@@ -182,6 +192,7 @@ mod tests {
         let f = exec_args(
             &["nosuch-cmd".to_string()],
             &["PATH=/nonexistent".to_string()],
+            None,
         );
         assert_eq!(f.code, 127);
         assert_eq!(
@@ -189,7 +200,7 @@ mod tests {
             "exec \"nosuch-cmd\": not found in PATH=/nonexistent; the command is not in the \
              image: check command/args and PATH"
         );
-        let f = exec_args(&["/nonexistent".to_string()], &[]);
+        let f = exec_args(&["/nonexistent".to_string()], &[], None);
         assert_eq!(f.code, 127);
         assert!(
             f.message.0.starts_with("exec \"/nonexistent\": ENOENT")

@@ -214,9 +214,9 @@ fn workload(
     }
     restrict_paths(&spec.masked_paths, &spec.readonly_paths)?;
     umask(Mode::from_bits_truncate(0o022));
-    drop_to(&spec.identity)?;
+    let filter = drop_to(&spec.identity)?;
     // Nothing of the host may be reachable from the cwd (CVE-2024-21626): the fds of this
     // frame's callers (namespace files, log, pipes) are never used again in this process.
     enter_cwd(&spec.cwd, &[failure])?;
-    Err(exec_args(&spec.args, &spec.env).message)
+    Err(exec_args(&spec.args, &spec.env, filter).message)
 }

@@ -76,7 +76,7 @@ fn exec(spec: &ExecSpec) -> Res<i32> {
 }
 
 fn command(spec: &ExecSpec, parent: Pid) -> ! {
-    let prepared = (|| -> Res<()> {
+    let prepared = (|| -> Res<Option<super::seccomp::Pending>> {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "set the parent-death signal")?;
         // Own process group, so that a kill reaches what the command started too.
         nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).ctx(|| "setpgid")?;
@@ -90,14 +90,18 @@ fn command(spec: &ExecSpec, parent: Pid) -> ! {
             ));
         }
         reset_signals()?;
-        drop_to(&spec.identity)?;
-        enter_cwd(&spec.cwd, &[])
+        let filter = drop_to(&spec.identity)?;
+        enter_cwd(&spec.cwd, &[])?;
+        Ok(filter)
     })();
-    if let Err(e) = prepared {
-        eprintln!("{e}");
-        exit_now(126)
-    }
-    let failure = exec_args(&spec.args, &spec.env);
+    let filter = match prepared {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            exit_now(126)
+        }
+    };
+    let failure = exec_args(&spec.args, &spec.env, filter);
     eprintln!("{}", failure.message);
     exit_now(failure.code)
 }

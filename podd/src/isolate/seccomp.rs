@@ -14,10 +14,10 @@ use super::spec::SeccompFilter;
 /// and aarch64 are below 470 today, so this leaves room for years of new ones.
 const MAX_SYSCALL_NR: i32 = 1024;
 
-/// Every syscall name libseccomp knows for the native architecture.
-pub fn native_syscalls() -> Vec<String> {
+/// Every syscall libseccomp knows for the native architecture: name and number.
+pub fn native_syscalls() -> Vec<(String, i32)> {
     (0..MAX_SYSCALL_NR)
-        .filter_map(|nr| ScmpSyscall::from(nr).get_name().ok())
+        .filter_map(|nr| ScmpSyscall::from(nr).get_name().ok().map(|n| (n, nr)))
         .collect()
 }
 
@@ -73,6 +73,10 @@ pub fn build(f: &SeccompFilter) -> Result<ScmpFilterContext, String> {
     // binaries would stop working in a container that did not ask for it).
     ctx.set_ctl_nnp(false)
         .map_err(|e| format!("clear the filter's no_new_privs attribute: {e}"))?;
+    // A binary tree of syscall numbers instead of a linear chain: RuntimeDefault has hundreds
+    // of rules, and every syscall walks the filter (runc does the same for large profiles).
+    ctx.set_ctl_optimize(2)
+        .map_err(|e| format!("set the filter's optimisation level: {e}"))?;
     for a in &f.architectures {
         let arch = ScmpArch::from_str(a).map_err(|_| format!("unknown architecture {a:?}"))?;
         ctx.add_arch(arch)
@@ -90,26 +94,56 @@ pub fn build(f: &SeccompFilter) -> Result<ScmpFilterContext, String> {
             .map(|a| compare(a.index, &a.op, a.value, a.value_two))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("syscalls[{i}]: {e}"))?;
+        // Comparisons on distinct arguments all have to hold (one rule); libseccomp refuses two
+        // on the same argument in one rule, so then each is a rule of its own (any may hold),
+        // which is what runc makes of such a profile.
+        let mut indexes: Vec<u32> = r.args.iter().map(|a| a.index).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let groups: Vec<Vec<ScmpArgCompare>> = if indexes.len() == args.len() {
+            vec![args]
+        } else {
+            args.into_iter().map(|a| vec![a]).collect()
+        };
         for name in &r.names {
             let Ok(nr) = ScmpSyscall::from_name(name) else {
                 continue;
             };
-            let added = if args.is_empty() {
-                ctx.add_rule(act, nr)
-            } else {
-                ctx.add_rule_conditional(act, nr, &args)
-            };
-            added.map_err(|e| format!("syscalls[{i}] ({name}, {}): {e}", r.action))?;
+            for group in &groups {
+                let added = if group.is_empty() {
+                    ctx.add_rule(act, nr)
+                } else {
+                    ctx.add_rule_conditional(act, nr, group)
+                };
+                added.map_err(|e| format!("syscalls[{i}] ({name}, {}): {e}", r.action))?;
+            }
+        }
+    }
+    if let Some((from, to)) = f.enosys {
+        for nr in from..=to {
+            ctx.add_rule(ScmpAction::Errno(libc::ENOSYS), ScmpSyscall::from(nr))
+                .map_err(|e| format!("answer ENOSYS for syscall {nr}: {e}"))?;
         }
     }
     Ok(ctx)
 }
 
-/// Builds and loads the filter into this process (inherited by what it execs).
-pub fn load(f: &SeccompFilter) -> Res<()> {
-    let ctx = build(f).map_err(|e| Fail(format!("seccomp profile: {e}")))?;
-    ctx.load()
-        .map_err(|e| Fail(format!("load the seccomp filter: {e}")))
+/// A filter built in the shim and not yet loaded.
+pub struct Pending(ScmpFilterContext);
+
+impl Pending {
+    pub fn build(f: &SeccompFilter) -> Res<Pending> {
+        build(f)
+            .map(Pending)
+            .map_err(|e| Fail(format!("seccomp profile: {e}")))
+    }
+
+    /// Loads the filter into this process (inherited by what it execs).
+    pub fn load(self) -> Res<()> {
+        self.0
+            .load()
+            .map_err(|e| Fail(format!("load the seccomp filter: {e}")))
+    }
 }
 
 #[cfg(test)]
@@ -131,7 +165,7 @@ mod tests {
         let known = native_syscalls();
         for n in ["read", "write", "execve", "clone", "mount", "sethostname"] {
             assert!(
-                known.iter().any(|k| k == n),
+                known.iter().any(|(k, _)| k == n),
                 "{n} not in {} names",
                 known.len()
             );
@@ -145,12 +179,35 @@ mod tests {
     }
 
     #[test]
+    fn several_comparisons_of_one_argument_become_alternatives() {
+        let arg = |index, value, op: &str| SeccompArg {
+            index,
+            value,
+            value_two: 0,
+            op: op.into(),
+        };
+        let mut r = rule(&["personality"], "SCMP_ACT_ALLOW");
+        r.args = vec![arg(0, 0, "SCMP_CMP_EQ"), arg(0, 8, "SCMP_CMP_EQ")];
+        let mut s = rule(&["socket"], "SCMP_ACT_ALLOW");
+        s.args = vec![arg(0, 2, "SCMP_CMP_EQ"), arg(1, 1, "SCMP_CMP_EQ")];
+        let f = SeccompFilter {
+            default_action: "SCMP_ACT_ERRNO".into(),
+            default_errno: None,
+            architectures: Vec::new(),
+            rules: vec![r, s],
+            enosys: Some((500, 510)),
+        };
+        build(&f).unwrap();
+    }
+
+    #[test]
     fn bad_profiles_name_what_is_wrong() {
         let base = SeccompFilter {
             default_action: "SCMP_ACT_ALLOW".into(),
             default_errno: None,
             architectures: Vec::new(),
             rules: vec![rule(&["no_such_syscall", "sethostname"], "SCMP_ACT_ERRNO")],
+            enosys: None,
         };
         // Unknown names are skipped; the rest is kept.
         build(&base).unwrap();

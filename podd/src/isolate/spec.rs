@@ -172,6 +172,10 @@ pub struct SeccompFilter {
     #[serde(default)]
     pub architectures: Vec<String>,
     pub rules: Vec<SeccompRule>,
+    /// Syscall numbers (inclusive range) that answer ENOSYS: ones past those the filter knows,
+    /// so that programs fall back to older syscalls instead of failing on EPERM.
+    #[serde(default)]
+    pub enosys: Option<(i32, i32)>,
 }
 
 /// One action for some syscalls, optionally only when their arguments match.
