@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::isolate::capabilities;
 use crate::isolate::spec::{SeccompArg, SeccompFilter, SeccompRule};
 
 /// CRI `security_context.seccomp` (or the deprecated `seccomp_profile_path`).
@@ -108,15 +109,6 @@ fn native_arch() -> (&'static str, &'static str) {
     }
 }
 
-fn canonical_cap(c: &str) -> String {
-    let up = c.to_ascii_uppercase();
-    if up.starts_with("CAP_") {
-        up
-    } else {
-        format!("CAP_{up}")
-    }
-}
-
 /// Reads a Localhost profile and resolves it for a container holding `caps`; the error says
 /// what is wrong with the file.
 pub fn localhost(path: &Path, caps: &[String]) -> Result<SeccompFilter, String> {
@@ -156,7 +148,8 @@ fn resolve(p: Profile, caps: &[String]) -> SeccompFilter {
 
 fn resolve_on(p: Profile, caps: &[String], kernel: Option<(u32, u32)>) -> SeccompFilter {
     let (docker_arch, scmp_arch) = native_arch();
-    let has = |c: &String| caps.contains(&canonical_cap(c));
+    // A name no kernel knows is held by nobody.
+    let has = |c: &String| capabilities::canonical(c).is_some_and(|c| caps.contains(&c));
     // An unreadable minKernel, or an unknown running kernel, counts as reached.
     let reached = |min: &Option<String>| match (min.as_deref().and_then(kernel_version), kernel) {
         (Some(min), Some(k)) => k >= min,

@@ -2,6 +2,7 @@
 //! CreateContainer, and built again and loaded by the shim right before exec.
 
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -14,11 +15,15 @@ use super::spec::SeccompFilter;
 /// and aarch64 are below 470 today, so this leaves room for years of new ones.
 const MAX_SYSCALL_NR: i32 = 1024;
 
-/// Every syscall libseccomp knows for the native architecture: name and number.
-pub fn native_syscalls() -> Vec<(String, i32)> {
-    (0..MAX_SYSCALL_NR)
-        .filter_map(|nr| ScmpSyscall::from(nr).get_name().ok().map(|n| (n, nr)))
-        .collect()
+/// Every syscall libseccomp knows for the native architecture: name and number. Looked up
+/// once per process (1024 libseccomp calls), not on every CreateContainer.
+pub fn native_syscalls() -> &'static [(String, i32)] {
+    static KNOWN: OnceLock<Vec<(String, i32)>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        (0..MAX_SYSCALL_NR)
+            .filter_map(|nr| ScmpSyscall::from(nr).get_name().ok().map(|n| (n, nr)))
+            .collect()
+    })
 }
 
 fn action(name: &str, errno: Option<i32>) -> Result<ScmpAction, String> {
@@ -174,7 +179,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let f = crate::container::seccomp::runtime_default(&caps, &known);
+        let f = crate::container::seccomp::runtime_default(&caps, known);
         build(&f).unwrap();
     }
 

@@ -167,7 +167,7 @@ fn seccomp_filter(policy: &seccomp::Policy, caps: &[String]) -> Result<Option<Se
     let filter = match policy {
         seccomp::Policy::Unconfined => return Ok(None),
         seccomp::Policy::RuntimeDefault => {
-            seccomp::runtime_default(caps, &isolate::seccomp::native_syscalls())
+            seccomp::runtime_default(caps, isolate::seccomp::native_syscalls())
         }
         seccomp::Policy::Localhost(path) => {
             seccomp::localhost(path, caps).map_err(|e| Error::invalid(&field, e))?
