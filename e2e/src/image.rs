@@ -38,7 +38,11 @@ fn build() -> Result<PathBuf> {
     let out = dir.join("busybox-oci");
     let hack = bins::workspace_root().join("hack");
     let script = hack.join("build-test-image");
-    let sources = [script.clone(), hack.join("ipc-probe/ipc-probe.c")];
+    let sources = [
+        script.clone(),
+        hack.join("ipc-probe/ipc-probe.c"),
+        hack.join("syscall-probe/syscall-probe.c"),
+    ];
     let index = out.join("index.json");
     if let Some(built) = mtime(&index) {
         if sources.iter().all(|s| mtime(s).is_some_and(|m| m <= built)) {
