@@ -175,12 +175,20 @@ mod tests {
                 known.len()
             );
         }
-        let caps: Vec<String> = crate::isolate::spec::DEFAULT_CAPABILITIES
+        // CreateContainer does not build RuntimeDefault, so every variant of it is built here:
+        // the default capabilities, CAP_SYS_ADMIN (which opens the namespace syscalls) and
+        // every capability.
+        let default: Vec<String> = crate::isolate::spec::DEFAULT_CAPABILITIES
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let f = crate::container::seccomp::runtime_default(&caps, known);
-        build(&f).unwrap();
+        let mut admin = default.clone();
+        admin.push("CAP_SYS_ADMIN".into());
+        let all = crate::isolate::capabilities::all_names();
+        for caps in [&default, &admin, &all] {
+            let f = crate::container::seccomp::runtime_default(caps, known);
+            build(&f).unwrap_or_else(|e| panic!("RuntimeDefault for {caps:?}: {e}"));
+        }
     }
 
     #[test]

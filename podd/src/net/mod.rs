@@ -57,14 +57,7 @@ impl Cni {
     /// all installed. The error is Status's NetworkReady message.
     pub fn ready(&self) -> Result<(), NetError> {
         let list = config::load(&self.config.conf_dir)?;
-        let probe = PodIdentity {
-            id: "probe",
-            name: "probe",
-            namespace: "probe",
-            uid: "probe",
-        };
-        Attachment::new(&probe, list, PathBuf::new(), &self.config.bin_dirs, vec![])?
-            .check_plugins()
+        network::check_plugins(&list, &self.config.bin_dirs)
     }
 
     /// A new attachment of the pod to the current network, checked to be runnable (every

@@ -57,8 +57,35 @@ pub struct Attachment {
     /// intent, so that a podd killed during ADD still DELs).
     #[serde(default)]
     pub result: Option<Value>,
-    #[serde(default)]
-    pub ips: Vec<IpAddr>,
+}
+
+/// The plugin binary `plugin_type` of `network` in `dirs`.
+fn binary(network: &NetConfList, plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
+    find_plugin(dirs, plugin_type).ok_or_else(|| NetError::PluginNotFound {
+        network: network.name.clone(),
+        plugin: plugin_type.to_string(),
+        dirs: if dirs.is_empty() {
+            "(no plugin directory)".into()
+        } else {
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":")
+        },
+    })
+}
+
+/// Every plugin binary of `network` exists in `dirs`, and every IPAM plugin they delegate to
+/// (checked before ADD, so that a missing one fails before anything was made: bridge would
+/// otherwise make its bridge and veth before host-local turned out to be missing).
+pub fn check_plugins(network: &NetConfList, dirs: &[PathBuf]) -> Result<()> {
+    for p in &network.plugins {
+        binary(network, NetConfList::plugin_type(p), dirs)?;
+        if let Some(ipam) = NetConfList::ipam_type(p) {
+            binary(network, ipam, dirs)?;
+        }
+    }
+    Ok(())
 }
 
 /// The interface the pod gets, as in every kubelet-run runtime.
@@ -108,7 +135,6 @@ impl Attachment {
             port_mappings,
             dns: DnsConfig::default(),
             result: None,
-            ips: Vec::new(),
         })
     }
 
@@ -181,34 +207,17 @@ impl Attachment {
     }
 
     fn binary(&self, plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
-        find_plugin(dirs, plugin_type).ok_or_else(|| NetError::PluginNotFound {
-            network: self.network.name.clone(),
-            plugin: plugin_type.to_string(),
-            dirs: if self.cni_path.is_empty() {
-                "(no plugin directory)".into()
-            } else {
-                self.cni_path.clone()
-            },
-        })
+        binary(&self.network, plugin_type, dirs)
     }
 
-    /// Every plugin binary exists, and every IPAM plugin they delegate to (checked before
-    /// ADD, so that a missing one fails before anything was made: bridge would otherwise
-    /// make its bridge and veth before host-local turned out to be missing).
+    /// [`check_plugins`] for this attachment's network and plugin directories.
     pub fn check_plugins(&self) -> Result<()> {
-        let dirs = self.bin_dirs();
-        for p in &self.network.plugins {
-            self.binary(NetConfList::plugin_type(p), &dirs)?;
-            if let Some(ipam) = NetConfList::ipam_type(p) {
-                self.binary(ipam, &dirs)?;
-            }
-        }
-        Ok(())
+        check_plugins(&self.network, &self.bin_dirs())
     }
 
-    /// ADD through every plugin; on success `result` and `ips` are set. On failure the caller
-    /// DELs (plugins that did part of their work undo it on DEL).
-    pub async fn add(&mut self) -> Result<()> {
+    /// ADD through every plugin; on success `result` is set and the pod's IPs are returned. On
+    /// failure the caller DELs (plugins that did part of their work undo it on DEL).
+    pub async fn add(&mut self) -> Result<Vec<IpAddr>> {
         let dirs = self.bin_dirs();
         let inv = self.invocation(Command::Add);
         let mut prev: Option<Value> = None;
@@ -229,9 +238,9 @@ impl Attachment {
             }
         }
         let result = prev.unwrap_or(Value::Null);
-        self.ips = pod_ips(&result, &self.ifname);
+        let ips = pod_ips(&result, &self.ifname);
         self.result = Some(result);
-        Ok(())
+        Ok(ips)
     }
 
     /// DEL through every plugin in reverse order. Every plugin is asked even when one fails

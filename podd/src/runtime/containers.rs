@@ -160,21 +160,23 @@ fn confinement(
     })
 }
 
-/// The filter of a non-privileged container, checked by building it as the shim will: a
-/// profile libseccomp cannot take is the request's fault, found before anything is made.
+/// The filter of a non-privileged container. A Localhost profile is checked by building it as
+/// the shim will: one libseccomp cannot take is the request's fault, found before anything is
+/// made. RuntimeDefault is podd's own (its unit tests build it), so it is not built twice.
 fn seccomp_filter(policy: &seccomp::Policy, caps: &[String]) -> Result<Option<SeccompFilter>> {
-    let field = format!("{SEC}.seccomp");
     let filter = match policy {
         seccomp::Policy::Unconfined => return Ok(None),
         seccomp::Policy::RuntimeDefault => {
             seccomp::runtime_default(caps, isolate::seccomp::native_syscalls())
         }
         seccomp::Policy::Localhost(path) => {
-            seccomp::localhost(path, caps).map_err(|e| Error::invalid(&field, e))?
+            let field = format!("{SEC}.seccomp");
+            let filter = seccomp::localhost(path, caps).map_err(|e| Error::invalid(&field, e))?;
+            isolate::seccomp::build(&filter)
+                .map_err(|e| Error::invalid(&field, format!("{e} (in {policy:?})")))?;
+            filter
         }
     };
-    isolate::seccomp::build(&filter)
-        .map_err(|e| Error::invalid(&field, format!("{e} (in {policy:?})")))?;
     Ok(Some(filter))
 }
 

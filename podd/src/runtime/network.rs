@@ -2,6 +2,7 @@
 //! after ADD with the result), DEL from that record, and the pod's resolv.conf, hosts and
 //! hostname files that every member container gets.
 
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use crate::isolate::spec::NsKind;
 use crate::net::files;
 use crate::net::{Attachment, NetError, PodIdentity};
 use crate::pod::PodRecord;
-use crate::store::write_atomic;
+use crate::store::{write_atomic, write_atomic_with, Durability};
 
 /// The pod files, by container path: (file name in the pod dir, container path).
 pub(super) const POD_FILES: [(&str, &str); 3] = [
@@ -118,14 +119,15 @@ impl Runtime {
         )?))
     }
 
-    /// ADD, with the attachment saved first (the intent) and again with the result.
-    pub(super) async fn attach_network(&self, mut att: Attachment) -> Result<Attachment> {
+    /// ADD, with the attachment saved first (the intent) and again with the result; returns
+    /// the pod's IPs.
+    pub(super) async fn attach_network(&self, mut att: Attachment) -> Result<Vec<IpAddr>> {
         let path = self.dirs.pod_network_file(&att.pod_id);
         save_attachment(&path, &att)?;
-        att.add().await?;
+        let ips = att.add().await?;
         save_attachment(&path, &att)?;
-        info!(pod = %att.pod_id, network = %att.network.name, ips = ?att.ips, "pod network added");
-        Ok(att)
+        info!(pod = %att.pod_id, network = %att.network.name, ips = ?ips, "pod network added");
+        Ok(ips)
     }
 
     /// DEL of whatever the pod is attached to; idempotent (DEL of a pod already torn down, or
@@ -184,7 +186,9 @@ impl Runtime {
             ("hostname", format!("{hostname}\n")),
         ] {
             let path = dir.join(name);
-            write_atomic(&path, content.as_bytes())?;
+            // Only a running pod uses them and a reboot ends it (containers are refused in a
+            // NotReady pod), so no fsync on the RunPodSandbox path.
+            write_atomic_with(&path, content.as_bytes(), Durability::UntilReboot)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
                 .map_err(Error::io(format!("chmod 0644 {}", path.display())))?;
         }

@@ -132,7 +132,7 @@ impl Runtime {
         };
         record.infra = Some(infra);
         if let Some(att) = network {
-            record.ips = self.attach_network(att).await?.ips;
+            record.ips = self.attach_network(att).await?;
         }
         apply_sysctls(record).await?;
         self.write_pod_files(record)?;

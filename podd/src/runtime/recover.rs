@@ -166,6 +166,9 @@ impl Runtime {
                 .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
                 .collect()
         };
+        // Orphans whose network DEL failed in the first loop: it would fail again in the
+        // second (each try runs every plugin twice), and their dirs are kept either way.
+        let mut failed = HashSet::new();
         for (id, path) in entries(self.dirs.run.join("pods")) {
             if !pods.contains(&id) {
                 warn!(pod = %id, "removing leftovers of a pod without a record");
@@ -178,6 +181,7 @@ impl Runtime {
                 // DEL while the pin still holds the namespace: plugins given none skip what
                 // needs it (the bridge plugin then leaves its masquerade rules).
                 if !super::network::teardown_orphan(&self.dirs.pod_dir(&id)) {
+                    failed.insert(id);
                     continue;
                 }
                 if let Err(e) = isolate::release_pod(&path.join("ns"), &path.join("shm")) {
@@ -188,7 +192,10 @@ impl Runtime {
             }
         }
         for (id, path) in entries(self.dirs.root.join("pods")) {
-            if !pods.contains(&id) && super::network::teardown_orphan(&path) {
+            if !pods.contains(&id)
+                && !failed.contains(&id)
+                && super::network::teardown_orphan(&path)
+            {
                 let _ = std::fs::remove_dir_all(&path);
             }
         }
