@@ -227,13 +227,7 @@ async fn fifty_pods_leave_no_ip_veth_pin_or_iptables_rule() -> Result<()> {
     for p in &pods {
         podd.remove_pod(&p.id).await?;
     }
-    let left = net.leftovers();
-    ensure!(left.is_empty(), "after removing 50 pods: {left:?}");
-    ensure!(
-        podd.run_dir_pods().is_empty(),
-        "pins left: {:?}",
-        podd.run_dir_pods()
-    );
+    podd.ensure_nothing_left("after removing 50 pods").await?;
     Ok(())
 }
 
@@ -279,16 +273,8 @@ async fn a_failed_add_leaves_nothing_behind_and_says_why() -> Result<()> {
         &["\"tuning\"", "ADD", &net.name],
     )
     .await?;
-    ensure!(
-        net.leftovers().is_empty(),
-        "after a failed tuning ADD: {:?}",
-        net.leftovers()
-    );
-    ensure!(
-        podd.run_dir_pods().is_empty(),
-        "pins left: {:?}",
-        podd.run_dir_pods()
-    );
+    podd.ensure_nothing_left("after a failed tuning ADD")
+        .await?;
 
     // An exhausted range: one address, taken by the first pod.
     let only = net.addr(7);
@@ -317,7 +303,8 @@ async fn a_failed_add_leaves_nothing_behind_and_says_why() -> Result<()> {
         podd.run_dir_pods()
     );
     podd.remove_pod(&first.id).await?;
-    ensure!(net.leftovers().is_empty(), "{:?}", net.leftovers());
+    podd.ensure_nothing_left("after removing the pod that held the only address")
+        .await?;
     Ok(())
 }
 
@@ -347,8 +334,8 @@ async fn kill_9_keeps_the_pod_ip_and_a_later_remove_tears_it_down() -> Result<()
         "eth0 in the pod: {addr:?}"
     );
     podd.remove_pod(&pod.id).await?;
-    let left = podd.net()?.leftovers();
-    ensure!(left.is_empty(), "after remove: {left:?}");
+    podd.ensure_nothing_left("after removing the pod that survived kill -9")
+        .await?;
     Ok(())
 }
 
@@ -460,18 +447,8 @@ async fn kill_9_during_add_is_torn_down_at_restart() -> Result<()> {
     podd.kill9().await?;
     let _ = call.await;
     podd.restart().await?;
-    ensure!(
-        podd.list_pods().await?.is_empty(),
-        "a pod whose RunPodSandbox never finished is listed"
-    );
-    let net = podd.net()?;
-    let left = net.leftovers();
-    ensure!(left.is_empty(), "after the restart: {left:?}");
-    ensure!(
-        podd.run_dir_pods().is_empty(),
-        "pins left: {:?}",
-        podd.run_dir_pods()
-    );
+    podd.ensure_nothing_left("after a restart that cut RunPodSandbox short during ADD")
+        .await?;
     // The held plugin finishes on its own (its answer goes nowhere).
     let w = wrapper.display().to_string();
     e2e::eventually(
@@ -552,21 +529,11 @@ async fn stop_and_remove_after_the_infra_died_tear_the_network_down_twice_over()
         .await
         .with_context(|| format!("RemovePodSandbox #{round} after the infra died"))?;
     }
-    let left = net.leftovers();
-    ensure!(left.is_empty(), "after RemovePodSandbox: {left:?}");
+    podd.ensure_nothing_left("after RemovePodSandbox").await?;
     ensure!(
         !pin_dir.exists(),
         "netns pin dir {} left",
         pin_dir.display()
-    );
-    ensure!(
-        podd.run_dir_pods().is_empty(),
-        "pins left: {:?}",
-        podd.run_dir_pods()
-    );
-    ensure!(
-        podd.list_pods().await?.is_empty(),
-        "the pod is still listed"
     );
     Ok(())
 }
