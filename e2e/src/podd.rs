@@ -675,6 +675,26 @@ impl Podd {
         Ok(String::from_utf8_lossy(&r.stdout).into_owned())
     }
 
+    /// ExecSync (10 s timeout) of `sh -c script`, whatever its exit code: the exit code, stdout
+    /// and stderr.
+    pub async fn sh(&self, id: &str, script: &str) -> Result<(i32, String, String)> {
+        let r = self
+            .try_exec(id, &["sh", "-c", script], 10)
+            .await
+            .map_err(|s| {
+                anyhow!(
+                    "ExecSync {script:?} in {id}: {:?}: {}",
+                    s.code(),
+                    s.message()
+                )
+            })?;
+        Ok((
+            r.exit_code,
+            String::from_utf8_lossy(&r.stdout).into_owned(),
+            String::from_utf8_lossy(&r.stderr).into_owned(),
+        ))
+    }
+
     /// Host path of a container's CRI log, as the harness asked for it
     /// (`log_directory` of the pod joined with the container's `log_path`).
     pub fn log_path(&self, id: &str) -> Result<PathBuf> {

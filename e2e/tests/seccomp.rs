@@ -32,27 +32,14 @@ fn localhost(path: &std::path::Path) -> cri::SecurityProfile {
     }
 }
 
-/// Exit code, stdout and stderr of `sh -c script` in the container.
-async fn sh(podd: &Podd, id: &str, script: &str) -> Result<(i32, String, String)> {
-    let r = podd
-        .try_exec(id, &["sh", "-c", script], 10)
-        .await
-        .map_err(|s| anyhow::anyhow!("ExecSync {script:?}: {:?} {}", s.code(), s.message()))?;
-    Ok((
-        r.exit_code,
-        String::from_utf8_lossy(&r.stdout).into_owned(),
-        String::from_utf8_lossy(&r.stderr).into_owned(),
-    ))
-}
-
 /// The `Seccomp:` mode of an exec'd command and of the workload (PID 1): "0" none, "2" filter.
 async fn seccomp_modes(podd: &Podd, id: &str) -> Result<(String, String)> {
-    let (code, out, err) = sh(
-        podd,
-        id,
-        "grep '^Seccomp:' /proc/self/status; grep '^Seccomp:' /proc/1/status",
-    )
-    .await?;
+    let (code, out, err) = podd
+        .sh(
+            id,
+            "grep '^Seccomp:' /proc/self/status; grep '^Seccomp:' /proc/1/status",
+        )
+        .await?;
     let modes: Vec<&str> = out
         .lines()
         .filter_map(|l| l.strip_prefix("Seccomp:"))
@@ -146,24 +133,24 @@ async fn runtime_default_refuses_node_wide_syscalls_and_runs_ordinary_work() -> 
     }
 
     // A user namespace needs CAP_SYS_ADMIN under RuntimeDefault; unconfined it needs nothing.
-    let (code, _, err) = sh(&podd, &confined, "unshare -U true").await?;
+    let (code, _, err) = podd.sh(&confined, "unshare -U true").await?;
     ensure!(
         code != 0 && err.contains("Operation not permitted"),
         "unshare -U under RuntimeDefault: exit {code}, stderr {err:?}"
     );
-    let (code, _, err) = sh(&podd, &plain, "unshare -U true").await?;
+    let (code, _, err) = podd.sh(&plain, "unshare -U true").await?;
     ensure!(
         code == 0,
         "unshare -U unconfined: exit {code}, stderr {err:?}"
     );
 
     // Ordinary work: files, processes, pipes, the pod's IPC (written by the confined workload).
-    let (code, out, err) = sh(
-        &podd,
-        &confined,
-        "mkdir -p /tmp/d && echo hi > /tmp/d/f && cat /tmp/d/f | wc -c && ps | wc -l >/dev/null && ipc-probe read seccomp-e2e",
-    )
-    .await?;
+    let (code, out, err) = podd
+        .sh(
+            &confined,
+            "mkdir -p /tmp/d && echo hi > /tmp/d/f && cat /tmp/d/f | wc -c && ps | wc -l >/dev/null && ipc-probe read seccomp-e2e",
+        )
+        .await?;
     ensure!(
         code == 0
             && out.contains("sysv: hello")
@@ -171,7 +158,7 @@ async fn runtime_default_refuses_node_wide_syscalls_and_runs_ordinary_work() -> 
             && out.contains("shm: hello"),
         "ordinary work under RuntimeDefault: exit {code}, stdout {out:?}, stderr {err:?}"
     );
-    let (code, out, _) = sh(&podd, &plain, "ipc-probe read seccomp-e2e").await?;
+    let (code, out, _) = podd.sh(&plain, "ipc-probe read seccomp-e2e").await?;
     ensure!(
         code == 0 && out.contains("shm: hello"),
         "the unconfined member of the pod should read the confined one's IPC: {out:?}"
@@ -215,12 +202,14 @@ async fn a_localhost_profile_applies_as_written_and_not_to_privileged_containers
         modes == ("2".into(), "2".into()),
         "a Localhost profile must filter exec and workload: {modes:?}"
     );
-    let (code, _, err) = sh(&podd, &blocked, "touch /tmp/f && chmod 600 /tmp/f").await?;
+    let (code, _, err) = podd
+        .sh(&blocked, "touch /tmp/f && chmod 600 /tmp/f")
+        .await?;
     ensure!(
         code != 0 && err.contains("Operation not permitted"),
         "chmod under a profile that blocks it: exit {code}, stderr {err:?}"
     );
-    let (code, _, err) = sh(&podd, &blocked, "touch /tmp/g && ls /tmp/g").await?;
+    let (code, _, err) = podd.sh(&blocked, "touch /tmp/g && ls /tmp/g").await?;
     ensure!(
         code == 0,
         "the profile allows everything else: exit {code}, {err:?}"
@@ -228,7 +217,7 @@ async fn a_localhost_profile_applies_as_written_and_not_to_privileged_containers
 
     // The file is read when the container is created: changing it later changes nothing.
     std::fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#)?;
-    let (code, _, _) = sh(&podd, &blocked, "chmod 600 /tmp/f").await?;
+    let (code, _, _) = podd.sh(&blocked, "chmod 600 /tmp/f").await?;
     ensure!(
         code != 0,
         "a running container's filter changed with its profile file"
@@ -247,7 +236,9 @@ async fn a_localhost_profile_applies_as_written_and_not_to_privileged_containers
         .privileged = true;
     let privileged = podd.create_container(&ppod, cfg).await?;
     podd.start_container(&privileged).await?;
-    let (code, _, err) = sh(&podd, &privileged, "touch /tmp/f && chmod 600 /tmp/f").await?;
+    let (code, _, err) = podd
+        .sh(&privileged, "touch /tmp/f && chmod 600 /tmp/f")
+        .await?;
     ensure!(
         code == 0,
         "a privileged container ignores seccomp profiles: exit {code}, stderr {err:?}"
@@ -336,7 +327,9 @@ async fn runtime_default_loads_with_and_without_no_new_privs_as_root_and_not() -
             modes == ("2".into(), "2".into()),
             "{name}: exec and workload must be filtered: {modes:?}"
         );
-        let (code, out, err) = sh(&podd, &id, "grep '^NoNewPrivs:' /proc/1/status; id -u").await?;
+        let (code, out, err) = podd
+            .sh(&id, "grep '^NoNewPrivs:' /proc/1/status; id -u")
+            .await?;
         let want_nnp = if nnp { "1" } else { "0" };
         ensure!(
             code == 0

@@ -38,16 +38,8 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 /// Exit code of `sh -c script` in the container, with its output for messages.
 async fn sh(podd: &Podd, id: &str, script: &str) -> Result<(i32, String)> {
-    let r = podd
-        .try_exec(id, &["sh", "-c", script], 10)
-        .await
-        .map_err(|s| anyhow::anyhow!("ExecSync {script:?}: {s}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&r.stdout),
-        String::from_utf8_lossy(&r.stderr)
-    );
-    Ok((r.exit_code, text))
+    let (code, out, err) = podd.sh(id, script).await?;
+    Ok((code, out + &err))
 }
 
 /// The mount options of `target` in the container's /proc/self/mounts (last mount wins).
