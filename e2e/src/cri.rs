@@ -87,11 +87,29 @@ pub fn pod_namespaces(pod: &cri::PodSandboxConfig) -> cri::NamespaceOption {
         .unwrap_or_else(|| kubelet_namespaces(false))
 }
 
+/// A pod config's Linux security context, added (empty) if it has none.
+pub fn pod_security_context(
+    pod: &mut cri::PodSandboxConfig,
+) -> &mut cri::LinuxSandboxSecurityContext {
+    pod.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// A container config's Linux security context, added (empty) if it has none.
+pub fn container_security_context(
+    cfg: &mut cri::ContainerConfig,
+) -> &mut cri::LinuxContainerSecurityContext {
+    cfg.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
 /// Sets a pod config's PID namespace mode (POD = `shareProcessNamespace: true`).
 pub fn set_pod_pid_mode(pod: &mut cri::PodSandboxConfig, mode: cri::NamespaceMode) {
-    let linux = pod.linux.get_or_insert_with(Default::default);
-    let sc = linux.security_context.get_or_insert_with(Default::default);
-    let ns = sc
+    let ns = pod_security_context(pod)
         .namespace_options
         .get_or_insert_with(|| kubelet_namespaces(false));
     ns.pid = mode as i32;

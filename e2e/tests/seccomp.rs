@@ -4,17 +4,14 @@
 //! and refused at CreateContainer when it cannot be used.
 
 use anyhow::{ensure, Result};
+use e2e::cri::{container_security_context, pod_security_context};
 use e2e::{api as cri, Pod, Podd};
 
 fn with_seccomp(
     mut cfg: cri::ContainerConfig,
     profile: cri::SecurityProfile,
 ) -> cri::ContainerConfig {
-    cfg.linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default)
-        .seccomp = Some(profile);
+    container_security_context(&mut cfg).seccomp = Some(profile);
     cfg
 }
 
@@ -175,11 +172,7 @@ const BLOCK_CHMOD: &str = r#"{
 
 async fn privileged_pod(podd: &Podd) -> Result<Pod> {
     let mut cfg = podd.pod_config("seccomp-priv", "");
-    cfg.linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default)
-        .privileged = true;
+    pod_security_context(&mut cfg).privileged = true;
     podd.run_pod(cfg).await
 }
 
@@ -229,11 +222,7 @@ async fn a_localhost_profile_applies_as_written_and_not_to_privileged_containers
         podd.container_config(&ppod, "priv", &["sleep", "3600"]),
         localhost(&profile),
     );
-    cfg.linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .expect("set above")
-        .privileged = true;
+    container_security_context(&mut cfg).privileged = true;
     let privileged = podd.create_container(&ppod, cfg).await?;
     podd.start_container(&privileged).await?;
     let (code, _, err) = podd
@@ -313,11 +302,7 @@ async fn runtime_default_loads_with_and_without_no_new_privs_as_root_and_not() -
             podd.container_config(&pod, name, &["sleep", "3600"]),
             runtime_default(),
         );
-        let sc = cfg
-            .linux
-            .as_mut()
-            .and_then(|l| l.security_context.as_mut())
-            .expect("set above");
+        let sc = container_security_context(&mut cfg);
         sc.no_new_privs = nnp;
         sc.run_as_user = Some(cri::Int64Value { value: uid });
         let id = podd.create_container(&pod, cfg).await?;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{ensure, Context, Result};
+use e2e::cri::{container_security_context, pod_security_context};
 use e2e::{api, Pod, Podd};
 
 /// containerd's and CRI-O's default set, as /proc/PID/status shows it.
@@ -23,13 +24,6 @@ fn caps_of(status: &str) -> BTreeMap<String, String> {
 async fn caps_in(podd: &Podd, id: &str, path: &str) -> Result<BTreeMap<String, String>> {
     let out = podd.exec_ok(id, &["cat", path]).await?;
     Ok(caps_of(&out))
-}
-
-fn security_context(cfg: &mut api::ContainerConfig) -> &mut api::LinuxContainerSecurityContext {
-    cfg.linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default)
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -146,7 +140,7 @@ async fn privileged_container_gets_everything() -> Result<()> {
     // A privileged container in a pod that is not privileged is refused, as containerd does.
     let plain = podd.run_default_pod("plain").await?;
     let mut cfg = podd.container_config(&plain, "priv", &["sleep", "3600"]);
-    security_context(&mut cfg).privileged = true;
+    container_security_context(&mut cfg).privileged = true;
     let err = podd.create_container(&plain, cfg).await.unwrap_err();
     let msg = format!("{err:#}");
     ensure!(
@@ -155,15 +149,10 @@ async fn privileged_container_gets_everything() -> Result<()> {
     );
 
     let mut pod_cfg = podd.pod_config("priv", "");
-    let sc = pod_cfg
-        .linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default);
-    sc.privileged = true;
+    pod_security_context(&mut pod_cfg).privileged = true;
     let pod: Pod = podd.run_pod(pod_cfg).await?;
     let mut cfg = podd.container_config(&pod, "priv", &["sleep", "3600"]);
-    security_context(&mut cfg).privileged = true;
+    container_security_context(&mut cfg).privileged = true;
     let id = podd.create_container(&pod, cfg).await?;
     podd.start_container(&id).await?;
 
@@ -210,7 +199,7 @@ async fn security_context_adjusts_capabilities() -> Result<()> {
 
     // drop ALL then add one (the restricted Pod Security Standard's shape), and no_new_privs.
     let mut cfg = podd.container_config(&pod, "one", &["sleep", "3600"]);
-    let sc = security_context(&mut cfg);
+    let sc = container_security_context(&mut cfg);
     sc.capabilities = Some(api::Capability {
         add_capabilities: strings(&["NET_BIND_SERVICE"]),
         drop_capabilities: strings(&["ALL"]),
@@ -231,7 +220,7 @@ async fn security_context_adjusts_capabilities() -> Result<()> {
 
     // Add one (with the CAP_ prefix), drop one: mknod is refused, SYS_ADMIN allows mount.
     let mut cfg = podd.container_config(&pod, "adj", &["sleep", "3600"]);
-    security_context(&mut cfg).capabilities = Some(api::Capability {
+    container_security_context(&mut cfg).capabilities = Some(api::Capability {
         add_capabilities: strings(&["CAP_SYS_ADMIN"]),
         drop_capabilities: strings(&["mknod"]),
         ..Default::default()
@@ -256,7 +245,7 @@ async fn security_context_adjusts_capabilities() -> Result<()> {
 
     // A non-root user: nothing effective after exec unless ambient.
     let mut cfg = podd.container_config(&pod, "user", &["sleep", "3600"]);
-    let sc = security_context(&mut cfg);
+    let sc = container_security_context(&mut cfg);
     sc.run_as_user = Some(api::Int64Value { value: 1000 });
     sc.capabilities = Some(api::Capability {
         add_ambient_capabilities: strings(&["NET_BIND_SERVICE"]),
@@ -305,7 +294,7 @@ async fn security_context_adjusts_capabilities() -> Result<()> {
         ),
     ] {
         let mut cfg = podd.container_config(&pod, "bad", &["true"]);
-        security_context(&mut cfg).capabilities = Some(caps);
+        container_security_context(&mut cfg).capabilities = Some(caps);
         let err = podd.create_container(&pod, cfg).await.unwrap_err();
         let msg = format!("{err:#}");
         ensure!(
@@ -322,7 +311,7 @@ async fn cri_path_lists_replace_the_defaults() -> Result<()> {
     podd.import_test_image().await?;
     let pod = podd.run_default_pod("paths").await?;
     let mut cfg = podd.container_config(&pod, "paths", &["sleep", "3600"]);
-    let sc = security_context(&mut cfg);
+    let sc = container_security_context(&mut cfg);
     sc.masked_paths = strings(&["/proc/version", "/etc"]);
     sc.readonly_paths = strings(&["/tmp"]);
     let id = podd.create_container(&pod, cfg).await?;

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use e2e::cri::container_security_context;
 use e2e::{eventually, logs, Podd};
 
 fn gids(text: &str) -> BTreeSet<String> {
@@ -18,11 +19,7 @@ async fn image_groups_and_supplemental_groups_are_held() -> Result<()> {
     let pod = podd.run_default_pod("groups").await?;
     // The test image's /etc/group has `podd-members:x:4321:nobody`.
     let mut cfg = podd.container_config(&pod, "a", &["sh", "-c", "id -G; exec sleep 3600"]);
-    let sec = cfg
-        .linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default);
+    let sec = container_security_context(&mut cfg);
     sec.run_as_username = "nobody".into();
     sec.supplemental_groups = vec![1234];
     let id = podd.create_container(&pod, cfg).await?;
