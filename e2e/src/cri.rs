@@ -107,12 +107,21 @@ pub fn container_security_context(
         .get_or_insert_with(Default::default)
 }
 
+/// A pod config's namespace options, kubelet's defaults if it has none.
+fn pod_namespaces_mut(pod: &mut cri::PodSandboxConfig) -> &mut cri::NamespaceOption {
+    pod_security_context(pod)
+        .namespace_options
+        .get_or_insert_with(|| kubelet_namespaces(false))
+}
+
 /// Sets a pod config's PID namespace mode (POD = `shareProcessNamespace: true`).
 pub fn set_pod_pid_mode(pod: &mut cri::PodSandboxConfig, mode: cri::NamespaceMode) {
-    let ns = pod_security_context(pod)
-        .namespace_options
-        .get_or_insert_with(|| kubelet_namespaces(false));
-    ns.pid = mode as i32;
+    pod_namespaces_mut(pod).pid = mode as i32;
+}
+
+/// Sets a pod config's network namespace mode (NODE = `hostNetwork: true`).
+pub fn set_pod_network_mode(pod: &mut cri::PodSandboxConfig, mode: cri::NamespaceMode) {
+    pod_namespaces_mut(pod).network = mode as i32;
 }
 
 /// A container config for the test image running `argv` (as `command`), logging to

@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
+use e2e::cri::set_pod_network_mode;
 use e2e::{api as cri, eventually_ok, rpc, Network, Pod, Podd};
 
 const HTTPD: &str = "mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 8080 -h /www";
@@ -374,13 +375,7 @@ async fn without_a_cni_config_network_is_not_ready_and_only_host_network_pods_ru
     .await?;
 
     let mut cfg = podd.pod_config("hostnet", "");
-    let ns = cfg
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-        .context("pod config has namespace options")?;
-    ns.network = cri::NamespaceMode::Node as i32;
+    set_pod_network_mode(&mut cfg, cri::NamespaceMode::Node);
     let pod = podd.run_pod(cfg).await?;
     ensure!(
         pod_ip(&podd, &pod).await?.0.is_empty(),

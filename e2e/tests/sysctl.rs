@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use anyhow::{ensure, Context, Result};
+use e2e::cri::set_pod_network_mode;
 use e2e::{api as cri, Network, Podd};
 
 /// (sysctl, value for the pod, its /proc/sys path). Every value differs from what a new
@@ -138,13 +139,7 @@ async fn sysctls_a_pod_may_not_set_are_refused_and_leave_nothing() -> Result<()>
         podd.pod_config("hostnet", ""),
         &[("net.ipv4.ip_local_port_range", "20000 30000")],
     );
-    let ns = cfg
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-        .context("the harness's pod config has namespace options")?;
-    ns.network = cri::NamespaceMode::Node as i32;
+    set_pod_network_mode(&mut cfg, cri::NamespaceMode::Node);
     refused(&podd, cfg, &["host's network"]).await?;
 
     // Accepted by name, refused by the kernel after the infra and CNI ADD: rolled back.

@@ -99,14 +99,8 @@ async fn measure(
     // One warm-up pod, not counted: first-use costs (page cache, lazy init) are not per pod.
     for i in 0..=pods {
         let mut pod = build::pod_config(&format!("bench-{tag}-{i}"), "", logs);
-        let ns = pod
-            .linux
-            .as_mut()
-            .and_then(|l| l.security_context.as_mut())
-            .and_then(|s| s.namespace_options.as_mut())
-            .context("pod config without namespace options")?;
         if network.is_none() {
-            ns.network = cri::NamespaceMode::Node as i32;
+            build::set_pod_network_mode(&mut pod, cri::NamespaceMode::Node);
         }
         let container = build::container_config(&pod, "c", &["sleep", "3600"]);
         let t0 = Instant::now();
