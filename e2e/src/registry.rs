@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::oci::{hex_of, Layer, Layout, RunConfig};
+use crate::oci::{hex_of, Entry, Layer, Layout, RunConfig};
 
 /// What a test says when a registry does not answer.
 pub const START_HINT: &str = "start the registries with hack/registry start";
@@ -181,6 +181,20 @@ impl Registry {
             .map(|t| self.push(&layout, &repo, t, false))
             .collect::<Result<Vec<_>>>()?;
         Ok((layout, pushed))
+    }
+
+    /// Pushes busybox with a shell as `<unique repo named after hint>:v1`, over a layer whose
+    /// one file `marker` holds another unique repo name, so that no other test or run pushes
+    /// the same blobs.
+    pub fn push_marked(&self, hint: &str) -> Result<(Layout, Pushed)> {
+        let marker = Layer::from_entries(&[Entry::file("marker", unique_repo(hint))])?;
+        let (layout, mut pushed) = self.push_new(
+            hint,
+            &[Layer::busybox()?, marker],
+            &RunConfig::shell(),
+            &["v1"],
+        )?;
+        Ok((layout, pushed.remove(0)))
     }
 
     /// The file in the registry's storage holding blob `digest`.

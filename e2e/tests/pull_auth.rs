@@ -3,8 +3,7 @@
 //! message naming the registry, and store nothing.
 
 use anyhow::{bail, ensure, Result};
-use e2e::oci::{Entry, Layer, RunConfig};
-use e2e::registry::{unique_repo, Registry};
+use e2e::registry::Registry;
 use e2e::Podd;
 use tonic::Code;
 
@@ -12,14 +11,8 @@ use tonic::Code;
 async fn credentials_good_missing_and_wrong() -> Result<()> {
     let reg = Registry::authenticated()?;
     let podd = Podd::start().await?;
-    let marker = Layer::from_entries(&[Entry::file("marker", unique_repo("auth"))])?;
-    let (layout, pushed) = reg.push_new(
-        "auth",
-        &[Layer::busybox()?, marker],
-        &RunConfig::shell(),
-        &["v1"],
-    )?;
-    let image = &pushed[0].reference;
+    let (layout, pushed) = reg.push_marked("auth")?;
+    let image = &pushed.reference;
     let (user, password) = reg
         .creds
         .clone()

@@ -2,8 +2,7 @@
 //! (127.0.0.1:5000) and never contacted; a mirror that is down is skipped for the next one.
 
 use anyhow::{ensure, Context, Result};
-use e2e::oci::{Entry, Layer, RunConfig};
-use e2e::registry::{dead_host, unique_repo, Registry, Unreachable};
+use e2e::registry::{dead_host, Registry, Unreachable};
 use e2e::Podd;
 
 #[tokio::test]
@@ -18,15 +17,9 @@ async fn mirror_serves_the_upstream_which_is_never_contacted() -> Result<()> {
         mirror = reg.host,
     );
     let podd = Podd::start_with_config(&config).await?;
-    let marker = Layer::from_entries(&[Entry::file("marker", unique_repo("mirror"))])?;
-    let (layout, pushed) = reg.push_new(
-        "mirror",
-        &[Layer::busybox()?, marker],
-        &RunConfig::shell(),
-        &["v1"],
-    )?;
+    let (layout, pushed) = reg.push_marked("mirror")?;
     // Same repository path, upstream host.
-    let path = pushed[0]
+    let path = pushed
         .reference
         .strip_prefix(&format!("{}/", reg.host))
         .context("pushed reference has no host")?;

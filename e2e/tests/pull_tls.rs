@@ -3,21 +3,14 @@
 //! pulled from, directly or as a mirror, once podd's `--config` says `skip_verify` for it.
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::oci::{Entry, Layer, RunConfig};
-use e2e::registry::{dead_host, unique_repo, Registry};
+use e2e::registry::{dead_host, Registry};
 use e2e::Podd;
 
 #[tokio::test]
 async fn self_signed_registry_needs_skip_verify() -> Result<()> {
     let reg = Registry::tls()?;
-    let marker = Layer::from_entries(&[Entry::file("marker", unique_repo("tls"))])?;
-    let (layout, pushed) = reg.push_new(
-        "tls",
-        &[Layer::busybox()?, marker],
-        &RunConfig::shell(),
-        &["v1"],
-    )?;
-    let image = &pushed[0].reference;
+    let (layout, pushed) = reg.push_marked("tls")?;
+    let image = &pushed.reference;
 
     // Certificates verified (the default): the self-signed one is refused, clearly.
     {
@@ -68,14 +61,8 @@ async fn self_signed_registry_needs_skip_verify() -> Result<()> {
 #[tokio::test]
 async fn loopback_registry_is_tried_over_https_first() -> Result<()> {
     let reg = Registry::tls()?;
-    let marker = Layer::from_entries(&[Entry::file("marker", unique_repo("tls-first"))])?;
-    let (layout, pushed) = reg.push_new(
-        "tls-first",
-        &[Layer::busybox()?, marker],
-        &RunConfig::shell(),
-        &["v1"],
-    )?;
-    let image = &pushed[0].reference;
+    let (layout, pushed) = reg.push_marked("tls-first")?;
+    let image = &pushed.reference;
     {
         let podd = Podd::start().await?;
         match podd.pull(image, None).await {
