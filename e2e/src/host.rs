@@ -1,7 +1,10 @@
-//! Host-side observations: mounts, processes, hostname.
+//! Host-side observations: mounts, processes, hostname; and commands run on the host.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
 
 /// One line of `/proc/self/mountinfo`, reduced to what identifies a mount for a before/after
 /// comparison (mount and parent ids are left out).
@@ -137,6 +140,22 @@ pub fn alive(pid: i32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// Runs `cmd` with `args`, which must exit 0; its stdout.
+pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {cmd}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd} {args:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The host's hostname.

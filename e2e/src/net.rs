@@ -44,26 +44,11 @@ pub struct TestNet {
     lock: PathBuf,
 }
 
-fn run(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {cmd}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd} {args:?}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// The IPv4 prefixes the host uses: its addresses' networks and its routes' destinations
 /// (every table; the default route is left out, as it overlaps everything).
 fn host_prefixes() -> Result<Vec<Ipv4Net>> {
     let mut nets = Vec::new();
-    let addrs: Value = serde_json::from_str(&run("ip", &["-j", "-4", "addr", "show"])?)
+    let addrs: Value = serde_json::from_str(&host::run("ip", &["-j", "-4", "addr", "show"])?)
         .context("parsing `ip -j addr` output")?;
     for a in addrs.as_array().into_iter().flatten() {
         for info in a["addr_info"].as_array().into_iter().flatten() {
@@ -76,9 +61,11 @@ fn host_prefixes() -> Result<Vec<Ipv4Net>> {
             }
         }
     }
-    let routes: Value =
-        serde_json::from_str(&run("ip", &["-j", "-4", "route", "show", "table", "all"])?)
-            .context("parsing `ip -j route` output")?;
+    let routes: Value = serde_json::from_str(&host::run(
+        "ip",
+        &["-j", "-4", "route", "show", "table", "all"],
+    )?)
+    .context("parsing `ip -j route` output")?;
     for r in routes.as_array().into_iter().flatten() {
         let dst = r["dst"].as_str().unwrap_or("default");
         if dst == "default" {
@@ -227,7 +214,7 @@ impl TestNet {
 
     /// Interfaces enslaved to the bridge (the pods' veths).
     pub fn veths(&self) -> Vec<String> {
-        run("ip", &["-o", "link", "show", "master", &self.bridge])
+        host::run("ip", &["-o", "link", "show", "master", &self.bridge])
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.split(':').nth(1))
@@ -240,7 +227,7 @@ impl TestNet {
     pub fn iptables_rules(&self) -> Result<Vec<String>> {
         let prefix = self.addr_prefix();
         let quoted = self.comment_needle();
-        Ok(run("iptables-save", &[])?
+        Ok(host::run("iptables-save", &[])?
             .lines()
             .filter(|l| l.contains(&quoted) || l.contains(&prefix) || l.contains(&self.bridge))
             .map(str::to_string)
@@ -282,7 +269,7 @@ impl TestNet {
     /// back to iptables as iptables-save printed them, as `-D` lines of an
     /// `iptables-restore --noflush` script: no shell re-parses their quoting.
     fn remove_rules(&self) {
-        let Ok(saved) = run("iptables-save", &[]) else {
+        let Ok(saved) = host::run("iptables-save", &[]) else {
             return;
         };
         let (script, chains) = delete_script(&saved, &self.comment_needle());
@@ -302,8 +289,8 @@ impl TestNet {
             let _ = child.wait();
         }
         for (table, chain) in chains {
-            let _ = run("iptables", &["-w", "-t", &table, "-F", &chain]);
-            let _ = run("iptables", &["-w", "-t", &table, "-X", &chain]);
+            let _ = host::run("iptables", &["-w", "-t", &table, "-F", &chain]);
+            let _ = host::run("iptables", &["-w", "-t", &table, "-X", &chain]);
         }
     }
 }

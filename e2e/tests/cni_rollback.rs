@@ -3,20 +3,7 @@
 //! DEL of such a half-made attachment, so podd must not stop at that first DEL.
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::{api as cri, Network, Podd};
-
-fn ip(args: &[&str]) -> Result<()> {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .with_context(|| format!("running ip {args:?}"))?;
-    ensure!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
+use e2e::{api as cri, host, Network, Podd};
 
 #[tokio::test]
 async fn an_add_failing_inside_the_bridge_plugin_is_rolled_back() -> Result<()> {
@@ -30,9 +17,9 @@ async fn an_add_failing_inside_the_bridge_plugin_is_rolled_back() -> Result<()> 
         .strip_suffix("0/24")
         .with_context(|| format!("test subnet {} is not a /24", net.subnet))?;
     let stray = format!("{base}250/24");
-    ip(&["link", "add", &net.bridge, "type", "bridge"])?;
-    ip(&["addr", "add", &stray, "dev", &net.bridge])?;
-    ip(&["link", "set", &net.bridge, "up"])?;
+    host::run("ip", &["link", "add", &net.bridge, "type", "bridge"])?;
+    host::run("ip", &["addr", "add", &stray, "dev", &net.bridge])?;
+    host::run("ip", &["link", "set", &net.bridge, "up"])?;
 
     let res = podd
         .runtime

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use e2e::oci::{hex_of, Entry, Layer, Layout, RunConfig};
 use e2e::registry::{unique_repo, Registry};
-use e2e::{cri as build, eventually_ok, Pod, Podd};
+use e2e::{cri as build, eventually_ok, host, Pod, Podd};
 use podd_proto::podd::v1 as poddapi;
 use tonic::Code;
 
@@ -152,11 +152,11 @@ async fn pull_zstd_layers() -> Result<()> {
         &RunConfig::shell(),
     )?;
     let pushed = reg.push(&layout, &unique_repo("zstd"), "v1", true)?;
-    let manifest = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}", pushed.reference))
-        .output()?;
-    let manifest = String::from_utf8_lossy(&manifest.stdout);
+    let source = format!("docker://{}", pushed.reference);
+    let manifest = host::run(
+        "skopeo",
+        &["inspect", "--raw", "--tls-verify=false", &source],
+    )?;
     ensure!(
         manifest.contains("tar+zstd"),
         "skopeo did not push zstd layers (manifest {manifest})"
