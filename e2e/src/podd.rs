@@ -605,6 +605,23 @@ impl Podd {
             .ok_or_else(|| anyhow!("ContainerStatus {id}: response has no status"))
     }
 
+    /// PodSandboxStatus; `verbose` adds podd's `info` map.
+    pub async fn pod_status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<cri::PodSandboxStatusResponse> {
+        rpc(self
+            .runtime
+            .clone()
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_string(),
+                verbose,
+            }))
+        .await
+        .with_context(|| format!("PodSandboxStatus {id}"))
+    }
+
     /// Polls ContainerStatus until the container is EXITED.
     pub async fn wait_exited(&self, id: &str, timeout: Duration) -> Result<cri::ContainerStatus> {
         self.wait_state(id, cri::ContainerState::ContainerExited, timeout)

@@ -14,14 +14,7 @@ use e2e::{api as cri, eventually_ok, rpc, Network, Pod, Podd};
 const HTTPD: &str = "mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 8080 -h /www";
 
 async fn pod_ip(podd: &Podd, pod: &Pod) -> Result<(String, Vec<String>)> {
-    let st = rpc(podd
-        .runtime
-        .clone()
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.id.clone(),
-            verbose: true,
-        }))
-    .await?;
+    let st = podd.pod_status(&pod.id, true).await?;
     // crictl inspectp and kubelet parse every verbose info value as JSON.
     for (k, v) in &st.info {
         serde_json::from_str::<serde_json::Value>(v)
@@ -467,14 +460,7 @@ async fn stop_and_remove_after_the_infra_died_tear_the_network_down_twice_over()
         net.allocated_ips(),
         net.veths()
     );
-    let st = rpc(podd
-        .runtime
-        .clone()
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.id.clone(),
-            verbose: true,
-        }))
-    .await?;
+    let st = podd.pod_status(&pod.id, true).await?;
     let record: serde_json::Value = serde_json::from_str(
         st.info
             .get("info")

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{ensure, Context, Result};
 use e2e::api::{ContainerState, PodSandboxState};
 use e2e::logs::Stream;
-use e2e::{api, rpc, Podd};
+use e2e::Podd;
 
 fn now_ns() -> i64 {
     SystemTime::now()
@@ -53,14 +53,7 @@ async fn kill9_podd_keeps_containers_state_and_logs() -> Result<()> {
             .any(|p| p.id == pod.id && p.state == PodSandboxState::SandboxReady as i32),
         "after the restart the pod is not listed as ready: {pods:?}"
     );
-    let status = rpc(podd
-        .runtime
-        .clone()
-        .pod_sandbox_status(api::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.id.clone(),
-            verbose: false,
-        }))
-    .await?;
+    let status = podd.pod_status(&pod.id, false).await?;
     ensure!(
         status.status.as_ref().map(|s| s.state) == Some(PodSandboxState::SandboxReady as i32),
         "PodSandboxStatus after restart: {:?}",
