@@ -641,12 +641,21 @@ impl Podd {
             if st.state == state as i32 {
                 return Ok(st);
             }
-            if Instant::now() > deadline {
+            // An exited container does not come back: say how it ended now, not at the deadline.
+            let exited = st.state == cri::ContainerState::ContainerExited as i32;
+            if exited || Instant::now() > deadline {
+                let log = self
+                    .log_path(id)
+                    .and_then(|p| Ok(std::fs::read_to_string(p)?))
+                    .unwrap_or_default();
                 bail!(
-                    "container {id} not {state:?} after {timeout:?}: state {:?}, reason {:?}, message {:?}",
+                    "container {id} not {state:?} after {timeout:?}: state {:?}, exit code {}, \
+                     reason {:?}, message {:?}, log {:?}",
                     cri::ContainerState::try_from(st.state),
+                    st.exit_code,
                     st.reason,
-                    st.message
+                    st.message,
+                    log.lines().rev().take(5).collect::<Vec<_>>()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::sched::{setns, unshare, CloneFlags};
@@ -29,7 +29,7 @@ use super::launch::{
 use super::logwriter::now_ns;
 use super::monitor::{supervise, Workload};
 use super::mounts::{pivot_into, prepare_rootfs, remount_root_readonly, restrict_paths};
-use super::process::process_start_time;
+use super::process::{process_start_time, MountNs};
 use super::spec::{ContainerSpec, Launched, NsKind};
 use super::syscall::{close_fds_except, exit_now, fork, pidfd_open, trim_memory};
 
@@ -163,11 +163,8 @@ fn start_workload(spec: &ContainerSpec, verdict: &OwnedFd) -> Res<Workload> {
     let start_time = process_start_time(child.as_raw()).unwrap_or(0);
     // The workload has exec'd (the failure pipe closed on exec): it is in its own mount
     // namespace now. Hold that namespace open, then check the pid was still ours.
-    let mnt_ns = File::open(format!("/proc/{child}/ns/mnt"))
-        .and_then(|f| Ok((f.metadata()?.ino(), f)))
-        .ok()
-        .filter(|_| process_start_time(child.as_raw()) == Some(start_time))
-        .map(|(ino, f)| (OwnedFd::from(f), ino));
+    let mnt_ns = MountNs::of(child.as_raw())
+        .filter(|_| process_start_time(child.as_raw()) == Some(start_time));
     Ok(Workload {
         pid: child,
         start_time,

@@ -32,7 +32,7 @@ pub use monitor::REOPEN_LOG;
 pub use pod::{release_pod, release_shm};
 pub use process::{
     become_subreaper, blocks_signal, kill_container_processes, kill_mount_namespace,
-    process_start_time, ProcessHandle,
+    process_start_time, MountNs, ProcessHandle,
 };
 pub use propagation::{host_mount_of, HostMount};
 pub use shim::{ExecOutput, Shim, EXEC_OUTPUT_MAX};

@@ -13,7 +13,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::logwriter::{now, now_ns, rfc3339_nano, LineSplitter, LogWriter};
-use super::process::{exit_code, kill_mount_namespace};
+use super::process::{exit_code, kill_mount_namespace, MountNs};
 use super::spec::{ContainerSpec, ExitRecord};
 use super::syscall::{exit_now, replace_fd, trim_memory};
 
@@ -34,11 +34,10 @@ pub struct Workload {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub log: File,
-    /// The workload's mount namespace: an open `/proc/PID/ns/mnt` (it keeps the namespace, and
-    /// so its inode number, alive) and that inode. What still runs in it when the workload
-    /// has exited (its background children, in a PID namespace it shares) is killed, as
+    /// The workload's mount namespace, held open. What still runs in it when the workload has
+    /// exited (its background children, in a PID namespace it shares) is killed, as
     /// containerd's shim does for a container without its own PID namespace.
-    pub mnt_ns: Option<(OwnedFd, u64)>,
+    pub mnt_ns: Option<MountNs>,
 }
 
 struct Stream<'a> {
@@ -179,8 +178,8 @@ pub fn supervise(spec: &ContainerSpec, w: Workload) -> ! {
             if status.is_none() {
                 status = Some((255, None)); // could not be reaped: report a failure
             }
-            if let Some((_, ns)) = &w.mnt_ns {
-                kill_mount_namespace(*ns);
+            if let Some(ns) = &w.mnt_ns {
+                kill_mount_namespace(ns);
             }
             exited_at = Some(Instant::now());
             finished_at = now_ns();

@@ -55,14 +55,39 @@ pub fn mount_namespace_of(pid: i32) -> Option<u64> {
         .map(|m| m.ino())
 }
 
-/// SIGKILL every process whose mount namespace is `ns` (a container's: its workload, what the
+/// A container's mount namespace, held open. Namespace inode numbers are handed out lowest
+/// free first, so the number of a namespace that was let go names the next one made, very
+/// likely another container's: the open fd keeps the namespace, and so its number, alive for
+/// as long as processes are matched against it.
+pub struct MountNs {
+    _fd: OwnedFd,
+    ino: u64,
+}
+
+impl MountNs {
+    /// The mount namespace `pid` is in now; None if the process is gone. The caller checks
+    /// afterwards that `pid` still is the process it means (not a reuse of the number).
+    pub fn of(pid: i32) -> Option<MountNs> {
+        let f = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+        let ino = f.metadata().ok()?.ino();
+        Some(MountNs {
+            _fd: OwnedFd::from(f),
+            ino,
+        })
+    }
+
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+}
+
+/// SIGKILL every process in the mount namespace `ns` (a container's: its workload, what the
 /// workload started, ExecSync commands), again until none is left or ~2 s have passed; this
 /// is what kills a container's background processes when its PID namespace is the pod's or
-/// the host's. Returns the number of processes signalled. `ns` must have been read from a
-/// process verified to be the container's (see [`ProcessHandle::mount_namespace`]) while the
-/// namespace is alive, so that it cannot name a reused inode. Never signals the caller's own
+/// the host's. Returns the number of processes signalled. Never signals the caller's own
 /// namespace.
-pub fn kill_mount_namespace(ns: u64) -> usize {
+pub fn kill_mount_namespace(ns: &MountNs) -> usize {
+    let ns = ns.ino;
     if mount_namespace_of(std::process::id() as i32) == Some(ns) {
         return 0;
     }
@@ -110,7 +135,7 @@ pub fn kill_container_processes(pid: i32, start_time: u64) {
     let ns = handle.mount_namespace();
     let _ = handle.signal(Signal::SIGKILL);
     if let Some(ns) = ns {
-        kill_mount_namespace(ns);
+        kill_mount_namespace(&ns);
     }
 }
 
@@ -167,10 +192,10 @@ impl ProcessHandle {
         !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
-    /// The inode of the process's mount namespace, read while it is verified to be this
-    /// process (alive after the read: its pid was not reused in between).
-    pub fn mount_namespace(&self) -> Option<u64> {
-        let ns = mount_namespace_of(self.pid)?;
+    /// The process's mount namespace, held open, taken while it is verified to be this
+    /// process (alive after the open: its pid was not reused in between).
+    pub fn mount_namespace(&self) -> Option<MountNs> {
+        let ns = MountNs::of(self.pid)?;
         self.is_alive().then_some(ns)
     }
 
@@ -251,8 +276,10 @@ mod tests {
         let h = ProcessHandle::open(me, process_start_time(me).unwrap()).unwrap();
         assert!(h.is_alive());
         assert!(ProcessHandle::open(me, 1).is_none());
-        assert_eq!(h.mount_namespace(), mount_namespace_of(me));
-        assert!(h.mount_namespace().is_some());
+        assert_eq!(
+            h.mount_namespace().map(|ns| ns.ino()),
+            mount_namespace_of(me)
+        );
     }
 
     #[test]
@@ -272,8 +299,61 @@ mod tests {
     #[test]
     fn the_callers_own_mount_namespace_is_never_killed() {
         let me = std::process::id() as i32;
-        let ns = mount_namespace_of(me).unwrap();
-        assert_eq!(kill_mount_namespace(ns), 0);
+        let ns = MountNs::of(me).unwrap();
+        assert_eq!(kill_mount_namespace(&ns), 0);
+    }
+
+    /// A `sleep` in a mount namespace of its own, killed when dropped.
+    struct Unshared(std::process::Child);
+
+    impl Unshared {
+        fn start() -> Unshared {
+            let child = std::process::Command::new("unshare")
+                .args(["-m", "sleep", "60"])
+                .spawn()
+                .expect("run unshare -m sleep 60 (util-linux)");
+            let u = Unshared(child);
+            let mine = mount_namespace_of(std::process::id() as i32);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while mount_namespace_of(u.pid()) == mine {
+                assert!(Instant::now() < deadline, "unshare -m did not unshare");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            u
+        }
+
+        fn pid(&self) -> i32 {
+            self.0.id() as i32
+        }
+    }
+
+    impl Drop for Unshared {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// StopContainer kills by mount namespace after the workload is gone; had the namespace
+    /// been let go, the next one made gets its number (lowest free first) and a container
+    /// starting meanwhile, in any pod, was killed with it.
+    #[test]
+    fn a_held_mount_namespace_is_not_the_next_containers() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: unshare -m needs root");
+            return;
+        }
+        let first = Unshared::start();
+        let h = ProcessHandle::open(first.pid(), process_start_time(first.pid()).unwrap()).unwrap();
+        let ns = h.mount_namespace().unwrap();
+        drop(first);
+        let second = Unshared::start();
+        assert_ne!(mount_namespace_of(second.pid()), Some(ns.ino()));
+        assert_eq!(kill_mount_namespace(&ns), 0);
+        assert!(
+            mount_namespace_of(second.pid()).is_some(),
+            "the next namespace's process was killed"
+        );
     }
 
     #[test]

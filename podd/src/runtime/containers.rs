@@ -569,7 +569,8 @@ impl Runtime {
             return Ok(());
         }
         if let Some(handle) = c.process.and_then(|p| p.handle()) {
-            // Read before any signal: once the workload is gone its namespace can't be named.
+            // Taken (held open) before any signal: once the workload is gone its namespace
+            // can't be named, and one let go may be the next container's.
             let mnt_ns = handle.mount_namespace();
             let grace = Duration::from_secs(timeout.max(0) as u64);
             if timeout > 0 {
@@ -583,9 +584,10 @@ impl Runtime {
             // What the workload started lives on when the container shares the pod's (or the
             // host's) PID namespace, and keeps the container's mounts alive: kill it all.
             if let Some(ns) = mnt_ns {
-                let killed = tokio::task::spawn_blocking(move || isolate::kill_mount_namespace(ns))
-                    .await
-                    .unwrap_or(0);
+                let killed =
+                    tokio::task::spawn_blocking(move || isolate::kill_mount_namespace(&ns))
+                        .await
+                        .unwrap_or(0);
                 if killed > 0 {
                     info!(container = %c.id, killed, "killed the container's remaining processes");
                 }
