@@ -233,7 +233,8 @@ impl EndpointClient {
         Ok((bytes.to_vec(), actual))
     }
 
-    /// Opens a blob download.
+    /// Opens a blob download. The stream checks the content against `digest`: when it does
+    /// not match, its last item is an error carrying an oci-client `DigestError`.
     pub async fn blob_stream(
         &self,
         digest: &Digest,

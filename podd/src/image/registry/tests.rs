@@ -360,6 +360,40 @@ async fn tampered_blobs_and_manifests_are_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+async fn a_tampered_blob_of_the_right_length_is_refused_by_its_digest() {
+    let reg = FakeRegistry::start(AuthMode::None).await;
+    let built = reg.add_image(
+        "t",
+        "1",
+        &[(tar_with("f", &[7u8; 4096]), Compression::None)],
+        false,
+    );
+    let layer = &built.layer_digests[0];
+    // The fake flips the blob's last byte: its length matches the descriptor, so only the
+    // digest check can refuse it, and only once the last of several pieces has arrived.
+    reg.tamper(layer);
+    reg.slow(layer);
+    let env = env();
+    let r = format!("{}/t:1", reg.host());
+    let e = registry_err(pull(&env, &r, &Credentials::Anonymous).await.unwrap_err());
+    let RegistryError::Tampered { digest, detail, .. } = &e else {
+        panic!("expected Tampered, got {e}");
+    };
+    assert_eq!(digest, layer);
+    assert!(!detail.contains("bytes"), "refused by its size: {e}");
+    assert_eq!(e.kind(), Kind::DataLoss);
+    assert_nothing_stored(&env);
+    // Neither the download nor its partial file is left for a later pull to pick up.
+    let hex = layer.strip_prefix("sha256:").unwrap();
+    let left: Vec<_> = std::fs::read_dir(env.root.join("tmp/pull"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(hex))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
 async fn wrong_diff_id_in_config_stores_nothing() {
     let reg = FakeRegistry::start(AuthMode::None).await;
     // A config whose diff_id does not match the layer it names.
