@@ -588,16 +588,15 @@ impl Job {
                 self.size
             )));
         }
+        // Only the content needs flushing: the store's commit links this file in and fsyncs
+        // its blobs directory, and names under tmp/ do not outlive a restart anyway
+        // (ImageStore::open empties it).
         file.sync_all().await.map_err(|e| local("fsync", e))?;
         drop(file);
         let dest = self.dir.join(self.digest.hex());
         tokio::fs::rename(tmp, &dest)
             .await
             .map_err(|e| local("rename", e))?;
-        // The name, too, survives a crash before the pull's ingest links it into the store.
-        sync_dir(&self.dir)
-            .await
-            .map_err(|e| local("fsync directory of", e))?;
         tx.send_replace(Download::Running(n));
         Ok(())
     }
@@ -650,8 +649,7 @@ async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), 
         file.write_all(data).await?;
         file.sync_all().await?;
         drop(file);
-        tokio::fs::rename(&tmp, &dest).await?;
-        sync_dir(dir).await
+        tokio::fs::rename(&tmp, &dest).await
     }
     .await;
     if let Err(e) = result {
@@ -659,11 +657,6 @@ async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), 
         return Err(ImageError::io("write downloaded manifest", &dest, e));
     }
     Ok(())
-}
-
-/// Makes the renames in `dir` durable.
-async fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    tokio::fs::File::open(dir).await?.sync_all().await
 }
 
 fn done(digest: &Digest, kind: &'static str, size: u64) -> Progress {
