@@ -148,7 +148,9 @@ impl Puller {
             .map_err(|e| ImageError::io("create directory", &own.0, e))?;
 
         let manifest_size = resolved.manifest_bytes.len() as u64;
-        write_verified(&own.0, &resolved.manifest_digest, &resolved.manifest_bytes).await?;
+        let path = own.0.join(resolved.manifest_digest.hex());
+        let bytes = resolved.manifest_bytes.clone();
+        blocking(&normalized, move || write_verified(&path, &bytes)).await??;
         if let Some(index) = &resolved.index_digest {
             let _ = progress.send(done(index, "index", 0));
         }
@@ -636,27 +638,17 @@ fn needs(resolved: &Resolved) -> Result<Vec<Need>, ImageError> {
     Ok(out)
 }
 
-/// Writes bytes already verified against `digest` as `<hex>` in `dir`, atomically and
-/// durably: the store links this file in as it is, and its index then names it.
-async fn write_verified(dir: &Path, digest: &Digest, data: &[u8]) -> Result<(), ImageError> {
-    let dest = dir.join(digest.hex());
-    if dest.is_file() {
-        return Ok(());
-    }
-    let tmp = dir.join(format!("{}.partial-{}", digest.hex(), uuid::Uuid::new_v4()));
-    let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        file.write_all(data).await?;
-        file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&tmp, &dest).await
-    }
-    .await;
-    if let Err(e) = result {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(ImageError::io("write downloaded manifest", &dest, e));
-    }
-    Ok(())
+/// Writes the manifest, verified against its digest, as `path`, its content flushed: the
+/// store's commit links this very file into its blobs.
+fn write_verified(path: &Path, data: &[u8]) -> Result<(), ImageError> {
+    use crate::store::{write_atomic_with, Durability, StoreError};
+    write_atomic_with(path, data, Durability::OldOrNew).map_err(|e| {
+        let source = match e {
+            StoreError::Io { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        };
+        ImageError::io("write downloaded manifest", path, source)
+    })
 }
 
 fn done(digest: &Digest, kind: &'static str, size: u64) -> Progress {
