@@ -317,22 +317,27 @@ impl Puller {
         progress: ProgressTx,
     ) -> impl std::future::Future<Output = Result<u64, RegistryError>> + Send + 'static {
         let store = Arc::clone(&self.store);
-        let inflight = Arc::clone(&self.inflight);
-        let slots = Arc::clone(&self.slots);
-        let reference = client.reference().to_string();
+        let job = Job {
+            client,
+            digest,
+            size,
+            kind,
+            dir: self.store.download_dir(),
+            inflight: Arc::clone(&self.inflight),
+            slots: Arc::clone(&self.slots),
+        };
         async move {
             let report = |status: &'static str, current: u64| {
                 let _ = progress.send(Progress {
-                    digest: digest.to_string(),
-                    kind,
-                    total: size,
+                    digest: job.digest.to_string(),
+                    kind: job.kind,
+                    total: job.size,
                     current,
                     status,
                 });
             };
-            let dir = store.download_dir();
-            let shared = dir.join(digest.hex());
-            let mine = own.join(digest.hex());
+            let shared = job.dir.join(job.digest.hex());
+            let mine = own.join(job.digest.hex());
             let link = |from: &Path| -> Result<bool, RegistryError> {
                 match std::fs::hard_link(from, &mine) {
                     Ok(()) => Ok(true),
@@ -340,8 +345,8 @@ impl Puller {
                     // Gone since (garbage-collected, or cleaned up after an ingest).
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                     Err(e) => Err(RegistryError::Local {
-                        reference: reference.clone(),
-                        digest: digest.to_string(),
+                        reference: job.client.reference().to_string(),
+                        digest: job.digest.to_string(),
                         detail: format!("link {} to {}: {e}", from.display(), mine.display()),
                     }),
                 }
@@ -350,126 +355,25 @@ impl Puller {
             // Content can vanish between a download and the link to it; each round trips
             // over that at most once more, so a few rounds settle it.
             for _ in 0..3 {
-                if link(&store.blob_path(&digest))? || link(&shared)? {
+                if link(&store.blob_path(&job.digest))? || link(&shared)? {
                     if downloaded == 0 {
-                        report("exists", size);
+                        report("exists", job.size);
                     }
                     return Ok(downloaded);
                 }
-                downloaded += Self::download_shared(
-                    &client, &inflight, &slots, &dir, &digest, size, kind, &report,
-                )
-                .await?;
+                downloaded += job.download_shared(&report).await?;
             }
             Err(RegistryError::Local {
-                reference,
-                digest: digest.to_string(),
+                reference: job.client.reference().to_string(),
+                digest: job.digest.to_string(),
                 detail: "the downloaded blob was removed before it could be linked for this pull, three times; pull again".into(),
             })
-        }
-    }
-
-    /// Downloads the blob into the shared download directory, or waits for the pull that
-    /// already is. Returns the bytes this call downloaded itself.
-    #[allow(clippy::too_many_arguments)]
-    async fn download_shared(
-        client: &Arc<EndpointClient>,
-        inflight: &InFlight,
-        slots: &Arc<Semaphore>,
-        dir: &Path,
-        digest: &Digest,
-        size: u64,
-        kind: &'static str,
-        report: &(dyn Fn(&'static str, u64) + Send + Sync),
-    ) -> Result<u64, RegistryError> {
-        let mut retries = 0;
-        loop {
-            let (result, leader) =
-                Self::download_or_wait(client, inflight, slots, dir, digest, size, kind, report)
-                    .await;
-            match result {
-                // Another pull's download ran with its endpoint and credentials: its failure
-                // says little about this pull's, which now tries with its own (as the leader,
-                // unless yet another pull got there first). Corrupt content is not retried:
-                // the digest names the same bytes everywhere.
-                Err(e)
-                    if !leader
-                        && !matches!(e, RegistryError::Tampered { .. })
-                        && retries < MAX_WAITER_RETRIES =>
-                {
-                    retries += 1;
-                    warn!(blob = %digest, error = %e, endpoint = %client.endpoint().url(), "a download this pull waited for failed; downloading it from this pull's endpoint");
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// One round of [`Self::download_shared`]: leads a new download or waits for the one
-    /// running. Returns the result and whether this call led.
-    #[allow(clippy::too_many_arguments)]
-    async fn download_or_wait(
-        client: &Arc<EndpointClient>,
-        inflight: &InFlight,
-        slots: &Arc<Semaphore>,
-        dir: &Path,
-        digest: &Digest,
-        size: u64,
-        kind: &'static str,
-        report: &(dyn Fn(&'static str, u64) + Send + Sync),
-    ) -> (Result<u64, RegistryError>, bool) {
-        let reference = client.reference().to_string();
-        let (mut rx, leader) = {
-            let mut map = inflight.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get(digest) {
-                Some(rx) => (rx.clone(), false),
-                None => {
-                    let (tx, rx) = watch::channel(Download::Running(0));
-                    map.insert(digest.clone(), rx.clone());
-                    let job = Job {
-                        client: Arc::clone(client),
-                        digest: digest.clone(),
-                        size,
-                        kind,
-                        dir: dir.to_path_buf(),
-                        inflight: Arc::clone(inflight),
-                        slots: Arc::clone(slots),
-                    };
-                    // A task of its own: a pull whose client goes away does not cancel
-                    // a download other pulls may be waiting for.
-                    tokio::spawn(job.run(tx));
-                    (rx, true)
-                }
-            }
-        };
-        let status = if leader { "downloading" } else { "waiting" };
-        let bytes = if leader { size } else { 0 };
-        loop {
-            let state = rx.borrow_and_update().clone();
-            match state {
-                Download::Done(Ok(())) => {
-                    report("verifying", size);
-                    return (Ok(bytes), leader);
-                }
-                Download::Done(Err(e)) => return (Err(e), leader),
-                Download::Running(n) => report(status, n),
-            }
-            if rx.changed().await.is_err() {
-                if let Download::Done(r) = rx.borrow().clone() {
-                    return (r.map(|()| bytes), leader);
-                }
-                let e = RegistryError::Interrupted {
-                    reference,
-                    digest: digest.to_string(),
-                    detail: "the download task ended without a result".into(),
-                };
-                return (Err(e), leader);
-            }
         }
     }
 }
 
 /// One blob download, reporting to every pull that waits for it.
+#[derive(Clone)]
 struct Job {
     client: Arc<EndpointClient>,
     digest: Digest,
@@ -481,6 +385,79 @@ struct Job {
 }
 
 impl Job {
+    /// Downloads the blob into the shared download directory, or waits for the pull that
+    /// already is. Returns the bytes this call downloaded itself.
+    async fn download_shared(
+        &self,
+        report: &(dyn Fn(&'static str, u64) + Send + Sync),
+    ) -> Result<u64, RegistryError> {
+        let mut retries = 0;
+        loop {
+            let (result, leader) = self.download_or_wait(report).await;
+            match result {
+                // Another pull's download ran with its endpoint and credentials: its failure
+                // says little about this pull's, which now tries with its own (as the leader,
+                // unless yet another pull got there first). Corrupt content is not retried:
+                // the digest names the same bytes everywhere.
+                Err(e)
+                    if !leader
+                        && !matches!(e, RegistryError::Tampered { .. })
+                        && retries < MAX_WAITER_RETRIES =>
+                {
+                    retries += 1;
+                    warn!(blob = %self.digest, error = %e, endpoint = %self.client.endpoint().url(), "a download this pull waited for failed; downloading it from this pull's endpoint");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One round of [`Self::download_shared`]: leads a new download or waits for the one
+    /// running. Returns the result and whether this call led.
+    async fn download_or_wait(
+        &self,
+        report: &(dyn Fn(&'static str, u64) + Send + Sync),
+    ) -> (Result<u64, RegistryError>, bool) {
+        let (mut rx, leader) = {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(&self.digest) {
+                Some(rx) => (rx.clone(), false),
+                None => {
+                    let (tx, rx) = watch::channel(Download::Running(0));
+                    map.insert(self.digest.clone(), rx.clone());
+                    // A task of its own: a pull whose client goes away does not cancel
+                    // a download other pulls may be waiting for.
+                    tokio::spawn(self.clone().run(tx));
+                    (rx, true)
+                }
+            }
+        };
+        let status = if leader { "downloading" } else { "waiting" };
+        let bytes = if leader { self.size } else { 0 };
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                Download::Done(Ok(())) => {
+                    report("verifying", self.size);
+                    return (Ok(bytes), leader);
+                }
+                Download::Done(Err(e)) => return (Err(e), leader),
+                Download::Running(n) => report(status, n),
+            }
+            if rx.changed().await.is_err() {
+                if let Download::Done(r) = rx.borrow().clone() {
+                    return (r.map(|()| bytes), leader);
+                }
+                let e = RegistryError::Interrupted {
+                    reference: self.client.reference().to_string(),
+                    digest: self.digest.to_string(),
+                    detail: "the download task ended without a result".into(),
+                };
+                return (Err(e), leader);
+            }
+        }
+    }
+
     async fn run(self, tx: watch::Sender<Download>) {
         let result = match self.slots.clone().acquire_owned().await {
             Ok(_permit) => self.download(&tx).await,
