@@ -212,7 +212,7 @@ impl ImageStore {
     /// into `blobs` (files named by digest hex). `tag` is the normalised reference pulled;
     /// `repo_digest` the digest it resolved to when that was an index (else the manifest's).
     /// `on_unpack(blob, diff_id)` is called before each layer not yet in the store is
-    /// unpacked. Blobs the store now holds are removed from `blobs`.
+    /// unpacked.
     pub(crate) fn ingest_pulled(
         &self,
         blobs: &Path,
@@ -234,18 +234,10 @@ impl ImageStore {
             tag: Some(tag.to_string()),
             repo_digest,
         };
-        let image = self
+        Ok(self
             .ingest(&layout, &staging, std::slice::from_ref(&item), on_unpack)?
             .pop()
-            .expect("one image ingested");
-        let stored: Vec<PathBuf> = read_dir(blobs)?
-            .into_iter()
-            .filter(|p| self.blobs_dir().join(file_name(p)).is_file())
-            .collect();
-        for p in stored {
-            let _ = std::fs::remove_file(p);
-        }
-        Ok(image)
+            .expect("one image ingested"))
     }
 
     /// Where the store keeps the verified blob `digest` (whether it holds it or not).
