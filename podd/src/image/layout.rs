@@ -55,9 +55,6 @@ pub(crate) struct Layout {
     /// Every blob was verified against its digest when it was written (a registry pull's
     /// download directory), so staging may link instead of copying.
     verified: bool,
-    /// Where blobs not in `blobs` are looked up (the store's own, for blobs a pull found
-    /// already stored and did not download).
-    fallback: Option<PathBuf>,
 }
 
 impl Layout {
@@ -91,20 +88,17 @@ impl Layout {
             blobs: dir.join("blobs").join("sha256"),
             source: source.to_path_buf(),
             verified: false,
-            fallback: None,
         })
     }
 
     /// A bare directory of blobs named by digest hex, each verified when it was written.
     /// It has no index: callers name the manifest themselves.
-    /// Blobs missing there are read from `fallback`, also verified (the store's blobs).
-    pub fn verified_blobs(blobs: &Path, fallback: &Path) -> Layout {
+    pub fn verified_blobs(blobs: &Path) -> Layout {
         Layout {
             dir: blobs.to_path_buf(),
             blobs: blobs.to_path_buf(),
             source: blobs.to_path_buf(),
             verified: true,
-            fallback: Some(fallback.to_path_buf()),
         }
     }
 
@@ -176,11 +170,7 @@ impl Layout {
 
     /// Where the blob `digest` lives in this layout.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        let path = self.blobs.join(digest.hex());
-        match &self.fallback {
-            Some(other) if !path.exists() => other.join(digest.hex()),
-            _ => path,
-        }
+        self.blobs.join(digest.hex())
     }
 
     /// Reads a small JSON blob, checks its size and digest, and parses it.

@@ -208,8 +208,9 @@ impl ImageStore {
         Ok(out)
     }
 
-    /// Stores the image whose manifest and blobs a registry pull has downloaded, verified,
-    /// into `blobs` (files named by digest hex). `tag` is the normalised reference pulled;
+    /// Stores the image whose manifest and blobs a registry pull has put, verified, into
+    /// `blobs` (files named by digest hex; every one, those it found stored linked in too,
+    /// so that a RemoveImage meanwhile cannot take them). `tag` is the normalised reference pulled;
     /// `repo_digest` the digest it resolved to when that was an index (else the manifest's).
     /// `on_unpack(blob, diff_id)` is called before each layer not yet in the store is
     /// unpacked.
@@ -224,7 +225,7 @@ impl ImageStore {
     ) -> Result<Image, ImageError> {
         let _guard = self.mutate.lock().unwrap_or_else(|e| e.into_inner());
         let staging = Staging::new(&self.tmp_dir())?;
-        let layout = Layout::verified_blobs(blobs, &self.blobs_dir());
+        let layout = Layout::verified_blobs(blobs);
         let item = Ingest {
             manifest: ManifestRef {
                 digest: manifest.clone(),
