@@ -257,7 +257,7 @@ impl ImageStore {
     pub fn verbose_info(&self, image: &Image) -> serde_json::Value {
         let config = Digest::parse(&image.id)
             .ok()
-            .and_then(|d| std::fs::read(self.blobs_dir().join(d.hex())).ok())
+            .and_then(|d| std::fs::read(self.blob_path(&d)).ok())
             .and_then(|data| serde_json::from_slice::<serde_json::Value>(&data).ok());
         serde_json::json!({
             "id": image.id,
@@ -475,7 +475,7 @@ impl ImageStore {
         digest: &Digest,
         size: u64,
     ) -> Result<PathBuf, ImageError> {
-        let stored = self.blobs_dir().join(digest.hex());
+        let stored = self.blob_path(digest);
         if stored.is_file() {
             return Ok(stored);
         }

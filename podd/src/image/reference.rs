@@ -3,8 +3,8 @@
 use super::digest::is_lower_hex;
 use super::error::ImageError;
 
-const DEFAULT_DOMAIN: &str = "docker.io";
-const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
+pub(crate) const DEFAULT_DOMAIN: &str = "docker.io";
+pub(crate) const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
 const OFFICIAL_REPO_PREFIX: &str = "library/";
 const NAME_MAX: usize = 255;
 const TAG_MAX: usize = 128;

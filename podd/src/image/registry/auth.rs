@@ -2,8 +2,8 @@
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
 
-use super::hosts::Endpoint;
-use crate::image::reference::valid_domain;
+use super::hosts::{Endpoint, DOCKER_HUB_HOST};
+use crate::image::reference::{valid_domain, DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN};
 
 /// How a pull authenticates. oci-client sends Basic credentials as they are to a registry
 /// that asks for Basic, and uses them to fetch a token when the registry answers with a
@@ -177,7 +177,7 @@ fn normalize_host(address: &str) -> String {
         .unwrap_or_default()
         .to_ascii_lowercase();
     match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        LEGACY_DEFAULT_DOMAIN | DOCKER_HUB_HOST => DEFAULT_DOMAIN.to_string(),
         _ => host,
     }
 }

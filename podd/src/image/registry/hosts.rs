@@ -6,10 +6,10 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use crate::image::reference::valid_domain;
+use crate::image::reference::{valid_domain, DEFAULT_DOMAIN};
 
 /// docker.io is served from this host (what docker and containerd talk to).
-const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
 
 /// The `[registries]` table: host (as in image references, `host[:port]`) -> settings.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -136,7 +136,7 @@ impl Registries {
             .unwrap_or_default();
         let configured = host_cfg.and_then(|c| c.plain_http);
         out.push(Endpoint {
-            host: if domain == "docker.io" {
+            host: if domain == DEFAULT_DOMAIN {
                 DOCKER_HUB_HOST.to_string()
             } else {
                 domain.to_string()
