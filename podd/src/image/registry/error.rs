@@ -47,7 +47,10 @@ pub enum RegistryError {
     },
 
     /// No connection (TCP, or the TLS handshake) could be made to the registry.
-    #[error("cannot connect to registry {registry} for {reference}: {detail} (check that it is running and reachable; for https, that it speaks TLS with a certificate podd trusts, or set plain_http or skip_verify for it in the podd config)")]
+    #[error(
+        "cannot connect to registry {registry} for {reference}: {detail} ({})",
+        connect_hint(registry)
+    )]
     Connect {
         registry: String,
         reference: String,
@@ -82,7 +85,7 @@ pub enum RegistryError {
 
     /// Every endpoint (mirrors, then the host) failed; `last` is the host's own answer and
     /// decides the gRPC code.
-    #[error("{last}; endpoints tried: {tried}")]
+    #[error("{last}; endpoints tried, in order: {tried}")]
     Endpoints {
         last: Box<RegistryError>,
         tried: String,
@@ -127,6 +130,27 @@ impl RegistryError {
             RegistryError::Protocol { .. } => Kind::Failed,
             RegistryError::Local { .. } | RegistryError::Task { .. } => Kind::Internal,
             RegistryError::Endpoints { last, .. } => last.kind(),
+        }
+    }
+}
+
+/// What to check when no connection could be made: TLS advice only for an https endpoint.
+fn connect_hint(registry: &str) -> &'static str {
+    if registry.starts_with("https://") {
+        "check that it is running and reachable, and that it speaks TLS with a certificate podd \
+         trusts, or set plain_http or skip_verify for it in the podd config"
+    } else {
+        "check that it is running and reachable"
+    }
+}
+
+impl RegistryError {
+    /// One line for the list of endpoints a pull tried: the failure without the advice, which
+    /// the final error gives once.
+    pub fn brief(&self) -> String {
+        match self {
+            RegistryError::Connect { detail, .. } => format!("cannot connect: {detail}"),
+            other => other.to_string(),
         }
     }
 }

@@ -283,7 +283,7 @@ impl Puller {
                     // (an HTTPS-only server refusing plain HTTP, say) keeps both.
                     tried.pop();
                 }
-                tried.push(format!("{} ({role}): {e}", ep.url()));
+                tried.push(format!("{} ({role}): {}", ep.url(), e.brief()));
                 let fallback = ep.http_fallback && connect;
                 last = Some(e);
                 if !fallback {
