@@ -14,7 +14,9 @@ use serde::Deserialize;
 use yaml_rust2::parser::{Event, Parser};
 
 /// A Kubernetes `v1/Pod`, as much of it as podctl understands. Fields it does
-/// not know are ignored, as a kubelet ignores fields it has no use for.
+/// not know are ignored, as a kubelet ignores fields it has no use for, but
+/// listed in `ignored` so that podctl can warn: a misspelt `comand:` would
+/// otherwise silently run the image's default command.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pod {
@@ -24,6 +26,9 @@ pub struct Pod {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: PodSpec,
+    /// The fields of the manifest podctl does not use, with their positions.
+    #[serde(skip)]
+    pub ignored: Vec<Problem>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,12 +264,23 @@ pub fn load(file: &str, text: &str) -> Result<Pod, ManifestError> {
         file: file.to_string(),
         problems,
     };
-    let pod = parse(text).map_err(|p| refuse(vec![p]))?;
+    let (mut pod, ignored) = parse(text).map_err(|p| refuse(vec![p]))?;
     let problems = validate(&pod);
-    if problems.is_empty() {
+    if problems.is_empty() && ignored.is_empty() {
         return Ok(pod);
     }
     let positions = Positions::of(text);
+    pod.ignored = ignored
+        .into_iter()
+        .map(|field| Problem {
+            position: positions.locate(&field),
+            field,
+            message: "podctl does not use this field and ignores it (misspelt?)".into(),
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(pod);
+    }
     Err(refuse(
         problems
             .into_iter()
@@ -277,9 +293,12 @@ pub fn load(file: &str, text: &str) -> Result<Pod, ManifestError> {
     ))
 }
 
-fn parse(text: &str) -> Result<Pod, Problem> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+/// The pod, and the paths of the fields in `text` it has no place for.
+fn parse(text: &str) -> Result<(Pod, Vec<String>), Problem> {
+    let mut ignored = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| ignored.push(field_path(&path));
+    let de = serde_ignored::Deserializer::new(serde_yaml::Deserializer::from_str(text), &mut note);
+    let pod = serde_path_to_error::deserialize(de).map_err(|err| {
         let field = err.path().to_string();
         let inner = err.inner();
         let position = inner.location().map(|l| (l.line(), l.column()));
@@ -299,7 +318,21 @@ fn parse(text: &str) -> Result<Pod, Problem> {
             field,
             message,
         }
-    })
+    })?;
+    Ok((pod, ignored))
+}
+
+/// `spec.containers[0].comand`: the notation of [`Problem::field`] and [`Positions`].
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => join(&field_path(parent), key),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
 }
 
 /// Is `s` a DNS-1123 label (what Kubernetes requires of pod and container names)?

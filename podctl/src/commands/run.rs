@@ -10,7 +10,16 @@ use crate::manifest::{self, Pod};
 /// Reads and validates the manifest; the errors name file, line and field.
 pub fn load(path: &Path) -> Result<Pod> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    Ok(manifest::load(&path.display().to_string(), &text)?)
+    let file = path.display().to_string();
+    let pod = manifest::load(&file, &text)?;
+    for p in &pod.ignored {
+        let at = match p.position {
+            Some((line, col)) => format!("{file}:{line}:{col}"),
+            None => file.clone(),
+        };
+        eprintln!("podctl: warning: {at}: {}: {}", p.field, p.message);
+    }
+    Ok(pod)
 }
 
 pub async fn run(clients: &Clients, pod: &Pod, volumes_root: &Path) -> Result<u8> {

@@ -292,3 +292,36 @@ fn bad_ports_and_dns_are_refused_with_their_fields() {
         assert!(msg.contains(want), "missing {want:?} in:\n{msg}");
     }
 }
+
+#[test]
+fn fields_podctl_does_not_use_are_listed_with_their_positions() {
+    let pod = load("pod.yaml", EXAMPLE).unwrap();
+    assert!(pod.ignored.is_empty(), "{:?}", pod.ignored);
+    let typo = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  nodeSelector:
+    disk: ssd
+  containers:
+    - name: app
+      image: localhost/app:1
+      comand: [/bin/app]
+";
+    let pod = load("pod.yaml", typo).unwrap();
+    let got: Vec<(&str, Option<(usize, usize)>)> = pod
+        .ignored
+        .iter()
+        .map(|p| (p.field.as_str(), p.position))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("spec.nodeSelector", Some((6, 3))),
+            ("spec.containers[0].comand", Some((11, 7)))
+        ]
+    );
+    assert!(pod.spec.containers[0].command.is_empty());
+}
