@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ImageError;
 use super::Image;
+use crate::store::Durability;
 
 const INDEX_VERSION: u32 = 1;
 
@@ -53,14 +54,17 @@ pub(crate) fn save(path: &Path, records: &[Record]) -> Result<(), ImageError> {
         images: records.to_vec(),
     })
     .map_err(|e| ImageError::io("encode image index", path, std::io::Error::other(e)))?;
-    write_atomic(path, &data)
+    write_atomic(path, &data, Durability::New)
 }
 
-/// Writes `data` to `path` durably: after a crash the old or the new content, and once this
-/// returns, the new one.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ImageError> {
-    use crate::store::{write_atomic_with, Durability, StoreError};
-    write_atomic_with(path, data, Durability::New).map_err(|e| match e {
+/// [`crate::store::write_atomic_with`] with the store's errors as image errors.
+pub(crate) fn write_atomic(
+    path: &Path,
+    data: &[u8],
+    durability: Durability,
+) -> Result<(), ImageError> {
+    use crate::store::{write_atomic_with, StoreError};
+    write_atomic_with(path, data, durability).map_err(|e| match e {
         StoreError::Io { op, path, source } => ImageError::io(op, path, source),
         other => ImageError::io("write", path, std::io::Error::other(other.to_string())),
     })

@@ -75,10 +75,6 @@ impl MountNs {
             ino,
         })
     }
-
-    pub fn ino(&self) -> u64 {
-        self.ino
-    }
 }
 
 /// SIGKILL every process in the mount namespace `ns` (a container's: its workload, what the
@@ -276,10 +272,7 @@ mod tests {
         let h = ProcessHandle::open(me, process_start_time(me).unwrap()).unwrap();
         assert!(h.is_alive());
         assert!(ProcessHandle::open(me, 1).is_none());
-        assert_eq!(
-            h.mount_namespace().map(|ns| ns.ino()),
-            mount_namespace_of(me)
-        );
+        assert_eq!(h.mount_namespace().map(|ns| ns.ino), mount_namespace_of(me));
     }
 
     #[test]
@@ -348,7 +341,7 @@ mod tests {
         let ns = h.mount_namespace().unwrap();
         drop(first);
         let second = Unshared::start();
-        assert_ne!(mount_namespace_of(second.pid()), Some(ns.ino()));
+        assert_ne!(mount_namespace_of(second.pid()), Some(ns.ino));
         assert_eq!(kill_mount_namespace(&ns), 0);
         assert!(
             mount_namespace_of(second.pid()).is_some(),

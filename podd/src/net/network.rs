@@ -206,10 +206,6 @@ impl Attachment {
         Value::Object(conf)
     }
 
-    fn binary(&self, plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
-        binary(&self.network, plugin_type, dirs)
-    }
-
     /// [`check_plugins`] for this attachment's network and plugin directories.
     pub fn check_plugins(&self) -> Result<()> {
         check_plugins(&self.network, &self.bin_dirs())
@@ -223,7 +219,7 @@ impl Attachment {
         let mut prev: Option<Value> = None;
         for p in &self.network.plugins {
             let ty = NetConfList::plugin_type(p);
-            let bin = self.binary(ty, &dirs)?;
+            let bin = binary(&self.network, ty, &dirs)?;
             let conf = self.plugin_config(p, prev.as_ref());
             match plugin::run(&bin, ty, &self.network.name, &inv, &conf).await? {
                 Some(r) => prev = Some(r),
@@ -256,7 +252,7 @@ impl Attachment {
         let mut first_err = None;
         for p in self.network.plugins.iter().rev() {
             let ty = NetConfList::plugin_type(p);
-            let outcome = match self.binary(ty, &dirs) {
+            let outcome = match binary(&self.network, ty, &dirs) {
                 Ok(bin) => {
                     let conf = self.plugin_config(p, prev);
                     plugin::run(&bin, ty, &self.network.name, &inv, &conf)
@@ -286,7 +282,7 @@ impl Attachment {
         let inv = self.invocation(Command::Check);
         for p in &self.network.plugins {
             let ty = NetConfList::plugin_type(p);
-            let bin = self.binary(ty, &dirs)?;
+            let bin = binary(&self.network, ty, &dirs)?;
             let conf = self.plugin_config(p, Some(result));
             plugin::run(&bin, ty, &self.network.name, &inv, &conf).await?;
         }

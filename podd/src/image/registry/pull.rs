@@ -16,8 +16,10 @@ use super::client::{error_chain, EndpointClient, Resolved};
 use super::error::RegistryError;
 use super::hosts::Registries;
 use crate::image::digest::Digest;
+use crate::image::index;
 use crate::image::reference::{normalize_reference, Reference};
 use crate::image::{Image, ImageError, ImageStore};
+use crate::store::Durability;
 
 /// Downloads running at once, over all pulls.
 const MAX_DOWNLOADS: usize = 4;
@@ -150,7 +152,11 @@ impl Puller {
         let manifest_size = resolved.manifest_bytes.len() as u64;
         let path = own.0.join(resolved.manifest_digest.hex());
         let bytes = resolved.manifest_bytes.clone();
-        blocking(&normalized, move || write_verified(&path, &bytes)).await??;
+        // Content flushed: the store's commit links this very file into its blobs.
+        blocking(&normalized, move || {
+            index::write_atomic(&path, &bytes, Durability::OldOrNew)
+        })
+        .await??;
         if let Some(index) = &resolved.index_digest {
             let _ = progress.send(done(index, "index", 0));
         }
@@ -613,19 +619,6 @@ fn needs(resolved: &Resolved) -> Result<Vec<Need>, ImageError> {
         }
     }
     Ok(out)
-}
-
-/// Writes the manifest, verified against its digest, as `path`, its content flushed: the
-/// store's commit links this very file into its blobs.
-fn write_verified(path: &Path, data: &[u8]) -> Result<(), ImageError> {
-    use crate::store::{write_atomic_with, Durability, StoreError};
-    write_atomic_with(path, data, Durability::OldOrNew).map_err(|e| {
-        let source = match e {
-            StoreError::Io { source, .. } => source,
-            other => std::io::Error::other(other.to_string()),
-        };
-        ImageError::io("write downloaded manifest", path, source)
-    })
 }
 
 fn done(digest: &Digest, kind: &'static str, size: u64) -> Progress {
