@@ -240,17 +240,23 @@ pub struct ManifestError {
     pub problems: Vec<Problem>,
 }
 
+impl Problem {
+    /// `file:line:col: field: message` (without `:line:col` when the position is unknown).
+    pub fn in_file(&self, file: &str) -> String {
+        match self.position {
+            Some((line, col)) => format!("{file}:{line}:{col}: {}: {}", self.field, self.message),
+            None => format!("{file}: {}: {}", self.field, self.message),
+        }
+    }
+}
+
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.problems.iter().enumerate() {
             if i > 0 {
                 f.write_str("\n")?;
             }
-            match p.position {
-                Some((line, col)) => write!(f, "{}:{line}:{col}: ", self.file)?,
-                None => write!(f, "{}: ", self.file)?,
-            }
-            write!(f, "{}: {}", p.field, p.message)?;
+            f.write_str(&p.in_file(&self.file))?;
         }
         Ok(())
     }

@@ -13,11 +13,7 @@ pub fn load(path: &Path) -> Result<Pod> {
     let file = path.display().to_string();
     let pod = manifest::load(&file, &text)?;
     for p in &pod.ignored {
-        let at = match p.position {
-            Some((line, col)) => format!("{file}:{line}:{col}"),
-            None => file.clone(),
-        };
-        eprintln!("podctl: warning: {at}: {}: {}", p.field, p.message);
+        eprintln!("podctl: warning: {}", p.in_file(&file));
     }
     Ok(pod)
 }
